@@ -1,0 +1,1 @@
+"""Data: GLUE and user files for fine-tuning, pretraining shards."""

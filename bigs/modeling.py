@@ -1,0 +1,697 @@
+"""BiGS in Flax: embeddings, the gated bidirectional SSM layer, the encoder, the pooler and
+the BERT-style heads.
+
+Paper: "Pretraining Without Attention", Wang, Yan, Gu, Rush (2022). The parameter names and
+shapes are those of the original `BiGS/modeling_flax_bigs.py`, so its checkpoints load
+unchanged (see checkpoint.py). Differences from the official implementation:
+
+- Any input length up to max_position_embeddings runs; the kernel is computed for that
+  length. At full length the outputs equal the original's.
+- padding="exact" (opt-in) zeroes the SSM inputs at padded positions, so pads contribute
+  nothing and each sequence's outputs equal running it alone. The default, "reference",
+  feeds pads through the backward SSM exactly as the original does.
+- The backward branch is computed as an anti-causal convolution instead of
+  flip -> causal convolution -> flip: the same numbers, two fewer copies.
+- With scan_layers the layers run under `nn.scan`: parameters are stacked along a leading
+  layer axis in memory (checkpoints keep the per-layer layout, see checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import ssm
+from .config import BiGSConfig
+from .errors import ConfigError, InputError
+from .outputs import (
+    FlaxBaseModelOutputWithPooling,
+    FlaxBiGSForPreTrainingOutput,
+    FlaxMaskedLMOutput,
+    FlaxMultipleChoiceModelOutput,
+    FlaxNextSentencePredictorOutput,
+    FlaxQuestionAnsweringModelOutput,
+    FlaxSequenceClassifierOutput,
+    FlaxTokenClassifierOutput,
+    MaskedLMLoss,
+)
+
+Array = jax.Array
+# Shapes below: B batch, L length, H hidden_size, I intermediate_size, V vocab_size.
+
+
+def gelu_tanh(x):
+    """The layers' GELU: Flax's default, the tanh approximation."""
+    return jax.nn.gelu(x, approximate=True)
+
+
+def gelu_erf(x):
+    """The MLM head's GELU: the exact erf form (transformers' ACT2FN["gelu"])."""
+    return jax.nn.gelu(x, approximate=False)
+
+
+def _normal(config: BiGSConfig):
+    return nn.initializers.normal(stddev=config.initializer_range)
+
+
+def _dense(config, features, dtype, name):
+    return nn.Dense(features, dtype=dtype, param_dtype=jnp.float32,
+                    kernel_init=_normal(config), name=name)
+
+
+def _layer_norm(config, dtype, name="LayerNorm"):
+    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=dtype, param_dtype=jnp.float32, name=name)
+
+
+def _uniform(low: float, high: float):
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, minval=low, maxval=high)
+    return init
+
+
+def _dropout_rate(config: BiGSConfig) -> float:
+    return config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+
+
+# ------------------------------------------------------------------------ modules
+class BiGSEmbeddings(nn.Module):
+    """word + position + token-type embeddings, LayerNorm, dropout -> [B, L, H]."""
+
+    config: BiGSConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, input_ids, token_type_ids, position_ids, deterministic=True):
+        cfg = self.config
+
+        def embed(n, name):
+            return nn.Embed(n, cfg.hidden_size, embedding_init=_normal(cfg),
+                            param_dtype=jnp.float32, name=name)
+
+        words = embed(cfg.vocab_size, "word_embeddings")(input_ids.astype("i4"))
+        positions = embed(cfg.max_position_embeddings, "position_embeddings")(position_ids.astype("i4"))
+        types = embed(cfg.type_vocab_size, "token_type_embeddings")(token_type_ids.astype("i4"))
+        hidden = _layer_norm(cfg, self.dtype)(words + positions + types)
+        return nn.Dropout(cfg.hidden_dropout_prob)(hidden, deterministic=deterministic)
+
+
+class S4D(nn.Module):
+    """One diagonal SSM with num_ssm complex states, shared by all channels (ssm.py)."""
+
+    num_ssm: int
+    scaling: str
+
+    @nn.compact
+    def __call__(self, u, *, reverse: bool, backend: str):
+        """u [B, L, C] -> [B, L, C]: the causal (or, if reverse, anti-causal) SSM."""
+        params = {
+            "A_re": self.param("A_re", lambda _: jnp.asarray(ssm.init_A(self.scaling, self.num_ssm)[0])),
+            "A_im": self.param("A_im", lambda _: jnp.asarray(ssm.init_A(self.scaling, self.num_ssm)[1])),
+            # C ~ N(0, 1/2) per real and imaginary part: a unit-variance complex normal.
+            "C": self.param("C", nn.initializers.normal(stddev=0.5 ** 0.5), (self.num_ssm, 2)),
+            "D": self.param("D", nn.initializers.ones, (1,)),
+            # dt ~ log-uniform on [0.01, 1].
+            "log_step": self.param("log_step", _uniform(np.log(0.01), 0.0), (1,)),
+        }
+        return ssm.ssm_conv(u, params, reverse=reverse, backend=backend)
+
+
+class BiGSLayer(nn.Module):
+    """One BiGS layer (paper Fig. 2), pre-norm `h + f(LN(h))` or post-norm `LN(h + f(h))`:
+
+        v  = gelu(dv(x))                                    [B, L, I]  gate
+        sf = fs4(gelu(du_forward(x)))                       [B, L, H]  causal SSM
+        sb = bs4(gelu(du_backward(x)))                      [B, L, H]  anti-causal SSM
+        f  = do(gelu(dol(duc_forward(sf) * duc_backward(sb))) * v)   [B, L, H]
+    """
+
+    config: BiGSConfig
+    dtype: Any = jnp.float32
+    padding: str = "reference"
+    backend: str = "fft"
+    collect_hidden: bool = False
+
+    @nn.compact
+    def __call__(self, hidden, mask):
+        """hidden [B, L, H], mask [B, L] (1 real, 0 pad) -> (hidden, hidden or None)."""
+        cfg = self.config
+        H, I = cfg.hidden_size, cfg.intermediate_size
+        layer_norm = _layer_norm(cfg, self.dtype)
+        x = layer_norm(hidden) if cfg.pre_norm else hidden
+
+        gate = gelu_tanh(_dense(cfg, I, self.dtype, "dv")(x))
+        u_fwd = gelu_tanh(_dense(cfg, H, self.dtype, "du_forward")(x))
+        u_bwd = gelu_tanh(_dense(cfg, H, self.dtype, "du_backward")(x))
+        if self.padding == "exact":
+            # Pads feed nothing into either SSM: each sequence sees only its own tokens.
+            keep = mask[:, :, None].astype(u_fwd.dtype)
+            u_fwd, u_bwd = u_fwd * keep, u_bwd * keep
+        s_fwd = S4D(cfg.num_ssm, cfg.scaling, name="fs4")(u_fwd, reverse=False, backend=self.backend)
+        s_bwd = S4D(cfg.num_ssm, cfg.scaling, name="bs4")(u_bwd, reverse=True, backend=self.backend)
+
+        mixed = _dense(cfg, H, self.dtype, "duc_forward")(s_fwd) * _dense(cfg, H, self.dtype, "duc_backward")(s_bwd)
+        update = _dense(cfg, H, self.dtype, "do")(gelu_tanh(_dense(cfg, I, self.dtype, "dol")(mixed)) * gate)
+        hidden = hidden + update if cfg.pre_norm else layer_norm(hidden + update)
+        return hidden, (hidden if self.collect_hidden else None)
+
+
+class BiGSEncoder(nn.Module):
+    """num_hidden_layers BiGS layers, unrolled or under nn.scan (params `layer/<i>/...`
+    or stacked `layer/...` with a leading layer axis)."""
+
+    config: BiGSConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, hidden, mask, *, padding, backend, output_hidden_states=False):
+        cfg = self.config
+        layer_cls = BiGSLayer
+        if cfg.remat:
+            layer_cls = nn.remat(BiGSLayer, prevent_cse=not cfg.scan_layers)
+        kwargs = dict(config=cfg, dtype=self.dtype, padding=padding, backend=backend,
+                      collect_hidden=output_hidden_states)
+        if cfg.scan_layers:
+            stack = nn.scan(layer_cls, variable_axes={"params": 0}, split_rngs={"params": True},
+                            in_axes=nn.broadcast, length=cfg.num_hidden_layers)
+            hidden, per_layer = stack(**kwargs, name="layer")(hidden, mask)
+            all_hidden = tuple(per_layer[i] for i in range(cfg.num_hidden_layers)) if output_hidden_states else ()
+        else:
+            hidden, all_hidden = _UnrolledLayers(layer_cls, kwargs, cfg.num_hidden_layers, name="layer")(hidden, mask)
+        return hidden, all_hidden
+
+
+class _UnrolledLayers(nn.Module):
+    """The layers one after another, named "0", "1", ... as in the original."""
+
+    layer_cls: Any
+    layer_kwargs: dict
+    num_layers: int
+
+    @nn.compact
+    def __call__(self, hidden, mask):
+        all_hidden = []
+        for i in range(self.num_layers):
+            hidden, _ = self.layer_cls(**self.layer_kwargs, name=str(i))(hidden, mask)
+            all_hidden.append(hidden)
+        return hidden, tuple(all_hidden)
+
+
+class BiGSPooler(nn.Module):
+    """Mean over real tokens (non_padding_mean) or all positions (mean), dense, tanh."""
+
+    config: BiGSConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, hidden, mask):
+        if self.config.pooler_type == "mean":
+            pooled = jnp.mean(hidden, axis=1)
+        else:
+            weights = mask.astype(hidden.dtype)[:, :, None]
+            pooled = jnp.sum(hidden * weights, axis=1) / jnp.sum(weights, axis=1)
+        return jnp.tanh(_dense(self.config, self.config.hidden_size, self.dtype, "dense")(pooled))
+
+
+class BiGSModule(nn.Module):
+    """The backbone: embeddings -> encoder -> (pooler). Returns a FlaxBaseModelOutputWithPooling."""
+
+    config: BiGSConfig
+    dtype: Any = jnp.float32
+    add_pooling_layer: bool = True
+
+    @nn.compact
+    def __call__(self, input_ids, attention_mask, token_type_ids, position_ids, *,
+                 deterministic=True, output_hidden_states=False, padding=None, conv_backend=None):
+        cfg = self.config
+        padding = padding or cfg.padding
+        backend = conv_backend or cfg.conv_backend
+        if backend == "auto":
+            backend = ssm.choose_backend(input_ids.shape[-1])
+        hidden = BiGSEmbeddings(cfg, self.dtype, name="embeddings")(
+            input_ids, token_type_ids, position_ids, deterministic=deterministic)
+        last, layers = BiGSEncoder(cfg, self.dtype, name="encoder")(
+            hidden, attention_mask, padding=padding, backend=backend,
+            output_hidden_states=output_hidden_states)
+        pooled = BiGSPooler(cfg, self.dtype, name="pooler")(last, attention_mask) if self.add_pooling_layer else None
+        return FlaxBaseModelOutputWithPooling(
+            last_hidden_state=last, pooler_output=pooled,
+            hidden_states=(hidden,) + layers if output_hidden_states else None)
+
+
+
+
+class _MLMTransform(nn.Module):
+    """`cls/predictions/transform`: dense, exact (erf) GELU, LayerNorm."""
+
+    config: BiGSConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, hidden):
+        hidden = gelu_erf(_dense(self.config, self.config.hidden_size, self.dtype, "dense")(hidden))
+        return _layer_norm(self.config, self.dtype)(hidden)
+
+
+class BiGSMLMHead(nn.Module):
+    """`cls/predictions`: [..., H] -> vocabulary logits [..., V], decoder tied to the word
+    embeddings plus a bias."""
+
+    config: BiGSConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, hidden, word_embeddings):
+        hidden = _MLMTransform(self.config, self.dtype, name="transform")(hidden)
+        bias = self.param("bias", nn.initializers.zeros, (self.config.vocab_size,))
+        logits = jnp.einsum("...h,vh->...v", hidden, word_embeddings.astype(hidden.dtype),
+                            preferred_element_type=jnp.float32)
+        return logits + bias
+
+
+def _word_embeddings(backbone: BiGSModule) -> Array:
+    return backbone.variables["params"]["embeddings"]["word_embeddings"]["embedding"]
+
+
+class _HeadModule(nn.Module):
+    """Common call signature of every task module; subclasses implement `head`."""
+
+    config: BiGSConfig
+    dtype: Any = jnp.float32
+    add_pooling_layer = True
+
+    def setup(self):
+        self.s4_bert = BiGSModule(self.config, self.dtype, add_pooling_layer=self.add_pooling_layer)
+        self.setup_head()
+
+    def setup_head(self):
+        pass
+
+    def backbone(self, input_ids, attention_mask, token_type_ids, position_ids, deterministic,
+                 output_hidden_states, padding, conv_backend):
+        return self.s4_bert(input_ids, attention_mask, token_type_ids, position_ids,
+                            deterministic=deterministic, output_hidden_states=output_hidden_states,
+                            padding=padding, conv_backend=conv_backend)
+
+    def __call__(self, input_ids, attention_mask, token_type_ids, position_ids, *,
+                 deterministic=True, output_hidden_states=False, padding=None, conv_backend=None):
+        out = self.backbone(input_ids, attention_mask, token_type_ids, position_ids, deterministic,
+                            output_hidden_states, padding, conv_backend)
+        return self.head(out, attention_mask, deterministic)
+
+
+class FlaxBiGSModule(BiGSModule):
+    """FlaxBiGSModel: the backbone at the root of the param tree (no `s4_bert` prefix)."""
+
+
+class FlaxBiGSForMaskedLMModule(_HeadModule):
+    add_pooling_layer = False
+
+    def setup_head(self):
+        self.cls = _Predictions(self.config, self.dtype, with_nsp=False)
+
+    def head(self, out, mask, deterministic):
+        logits = self.cls(out.last_hidden_state, _word_embeddings(self.s4_bert))[0]
+        return FlaxMaskedLMOutput(logits=logits, hidden_states=out.hidden_states)
+
+    def mlm_loss(self, input_ids, attention_mask, token_type_ids, position_ids, labels, *,
+                 max_predictions, deterministic=True, padding=None, conv_backend=None):
+        """Mean cross-entropy over labelled positions (labels != -100), computing vocabulary
+        logits only at up to `max_predictions` labelled positions per sequence."""
+        out = self.backbone(input_ids, attention_mask, token_type_ids, position_ids, deterministic,
+                            False, padding, conv_backend)
+        return masked_lm_loss(lambda h: self.cls(h, _word_embeddings(self.s4_bert))[0],
+                              out.last_hidden_state, labels, max_predictions)
+
+
+class FlaxBiGSForPreTrainingModule(FlaxBiGSForMaskedLMModule):
+    add_pooling_layer = True
+
+    def setup_head(self):
+        self.cls = _Predictions(self.config, self.dtype, with_nsp=True)
+
+    def head(self, out, mask, deterministic):
+        logits, nsp = self.cls(out.last_hidden_state, _word_embeddings(self.s4_bert), out.pooler_output)
+        return FlaxBiGSForPreTrainingOutput(prediction_logits=logits, seq_relationship_logits=nsp,
+                                            hidden_states=out.hidden_states)
+
+
+class _Predictions(nn.Module):
+    """The `cls` subtree: `predictions` (MLM) and, for pretraining/NSP, `seq_relationship`."""
+
+    config: BiGSConfig
+    dtype: Any = jnp.float32
+    with_mlm: bool = True
+    with_nsp: bool = False
+
+    @nn.compact
+    def __call__(self, hidden, word_embeddings, pooled=None):
+        logits = BiGSMLMHead(self.config, self.dtype, name="predictions")(hidden, word_embeddings) if self.with_mlm else None
+        nsp = None
+        if self.with_nsp and pooled is not None:
+            nsp = _dense(self.config, 2, self.dtype, "seq_relationship")(pooled)
+        return logits, nsp
+
+
+class FlaxBiGSForNextSentencePredictionModule(_HeadModule):
+    def setup_head(self):
+        self.cls = _Predictions(self.config, self.dtype, with_mlm=False, with_nsp=True)
+
+    def head(self, out, mask, deterministic):
+        return FlaxNextSentencePredictorOutput(logits=self.cls(None, None, out.pooler_output)[1],
+                                               hidden_states=out.hidden_states)
+
+
+class FlaxBiGSForSequenceClassificationModule(_HeadModule):
+    """Pooled output -> dropout -> classifier [H, num_labels] (num_labels=1: regression)."""
+
+    def setup_head(self):
+        self.dropout = nn.Dropout(_dropout_rate(self.config))
+        self.classifier = _dense(self.config, self.config.num_labels, self.dtype, "classifier")
+
+    def head(self, out, mask, deterministic):
+        logits = self.classifier(self.dropout(out.pooler_output, deterministic=deterministic))
+        return FlaxSequenceClassifierOutput(logits=logits, hidden_states=out.hidden_states)
+
+
+class FlaxBiGSForTokenClassificationModule(_HeadModule):
+    add_pooling_layer = False
+
+    def setup_head(self):
+        self.dropout = nn.Dropout(_dropout_rate(self.config))
+        self.classifier = _dense(self.config, self.config.num_labels, self.dtype, "classifier")
+
+    def head(self, out, mask, deterministic):
+        logits = self.classifier(self.dropout(out.last_hidden_state, deterministic=deterministic))
+        return FlaxTokenClassifierOutput(logits=logits, hidden_states=out.hidden_states)
+
+
+class FlaxBiGSForQuestionAnsweringModule(_HeadModule):
+    """Per-token start and end logits from `qa_outputs` [H, 2]."""
+
+    add_pooling_layer = False
+
+    def setup_head(self):
+        self.qa_outputs = _dense(self.config, self.config.num_labels, self.dtype, "qa_outputs")
+
+    def head(self, out, mask, deterministic):
+        start, end = jnp.split(self.qa_outputs(out.last_hidden_state), 2, axis=-1)
+        return FlaxQuestionAnsweringModelOutput(start_logits=start[..., 0], end_logits=end[..., 0],
+                                                hidden_states=out.hidden_states)
+
+
+class FlaxBiGSForMultipleChoiceModule(_HeadModule):
+    """Inputs [B, choices, L] are run as [B*choices, L]; one score per choice -> [B, choices]."""
+
+    def setup_head(self):
+        self.dropout = nn.Dropout(_dropout_rate(self.config))
+        self.classifier = _dense(self.config, 1, self.dtype, "classifier")
+
+    def __call__(self, input_ids, attention_mask, token_type_ids, position_ids, *,
+                 deterministic=True, output_hidden_states=False, padding=None, conv_backend=None):
+        num_choices = input_ids.shape[1] if input_ids.ndim == 3 else 1
+        flat = [x.reshape(-1, x.shape[-1]) for x in (input_ids, attention_mask, token_type_ids, position_ids)]
+        out = self.backbone(*flat, deterministic, output_hidden_states, padding, conv_backend)
+        logits = self.classifier(self.dropout(out.pooler_output, deterministic=deterministic))
+        return FlaxMultipleChoiceModelOutput(logits=logits.reshape(-1, num_choices),
+                                             hidden_states=out.hidden_states)
+
+
+def masked_lm_loss(head_fn, hidden: Array, labels: Array, max_predictions: int):
+    """Cross-entropy over the positions with labels != -100 (at most max_predictions per row).
+
+    hidden [B, L, H], labels [B, L]. The labelled positions are gathered first, so the
+    vocabulary projection (the model's largest matmul) runs on [B, P, H], not [B, L, H].
+    """
+    labelled = labels != -100
+    # Indices of labelled positions first (stable), padded with unlabelled ones.
+    order = jnp.argsort(~labelled, axis=1, stable=True)[:, :max_predictions]
+    picked_labels = jnp.take_along_axis(labels, order, axis=1)
+    valid = picked_labels != -100
+    picked = jnp.take_along_axis(hidden, order[:, :, None], axis=1)
+    logits = head_fn(picked).astype(jnp.float32)                          # [B, P, V]
+    targets = jnp.where(valid, picked_labels, 0)
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(log_probs, targets[:, :, None], axis=-1)[..., 0]
+    count = jnp.sum(valid)
+    loss = jnp.sum(jnp.where(valid, nll, 0.0)) / jnp.maximum(count, 1)
+    correct = jnp.sum(valid & (jnp.argmax(logits, axis=-1) == targets))
+    return MaskedLMLoss(loss=loss, correct=correct, count=count)
+
+
+# ------------------------------------------------------------------ user-facing API
+def _is_concrete(x) -> bool:
+    return x is not None and not isinstance(x, jax.core.Tracer)
+
+
+def validate_inputs(config: BiGSConfig, input_ids, attention_mask, token_type_ids, position_ids,
+                    multiple_choice: bool = False) -> None:
+    """Raise InputError naming the problem: wrong rank, shapes that disagree, a sequence longer
+    than max_position_embeddings, ids out of range, an all-zero attention-mask row.
+    Value checks run only on concrete arrays (not inside jit)."""
+    ranks = (2, 3) if multiple_choice else (2,)
+    if getattr(input_ids, "ndim", None) not in ranks:
+        want = "[batch, num_choices, length] or [batch, length]" if multiple_choice else "[batch, length]"
+        raise InputError(f"input_ids must have shape {want}, got shape {np.shape(input_ids)}")
+    if not jnp.issubdtype(input_ids.dtype, jnp.integer):
+        raise InputError(f"input_ids must be integers, got dtype {input_ids.dtype}")
+    length = input_ids.shape[-1]
+    if length < 1:
+        raise InputError("input_ids has length 0")
+    if length > config.max_position_embeddings:
+        raise InputError(f"sequence length {length} is longer than max_position_embeddings="
+                         f"{config.max_position_embeddings}; truncate or split the input")
+    named = {"attention_mask": attention_mask, "token_type_ids": token_type_ids, "position_ids": position_ids}
+    for name, value in named.items():
+        if value is not None and tuple(np.shape(value)) != tuple(input_ids.shape):
+            raise InputError(f"{name} has shape {tuple(np.shape(value))} but input_ids has shape "
+                             f"{tuple(input_ids.shape)}; they must be equal")
+    limits = {"input_ids": (input_ids, config.vocab_size, "vocab_size"),
+              "token_type_ids": (token_type_ids, config.type_vocab_size, "type_vocab_size"),
+              "position_ids": (position_ids, config.max_position_embeddings, "max_position_embeddings")}
+    for name, (value, limit, what) in limits.items():
+        if not _is_concrete(value):
+            continue
+        value = np.asarray(value)
+        low, high = int(value.min()), int(value.max())
+        if low < 0 or high >= limit:
+            bad = low if low < 0 else high
+            where = tuple(int(i) for i in np.argwhere(value == bad)[0])
+            raise InputError(f"{name} holds {bad} at index {where}, outside [0, {limit}) ({what}={limit})")
+    if _is_concrete(attention_mask):
+        mask = np.asarray(attention_mask)
+        if not np.isin(mask, (0, 1)).all():
+            raise InputError("attention_mask must hold only 0 (pad) and 1 (token)")
+        empty = np.argwhere(mask.reshape(-1, length).sum(-1) == 0)
+        if empty.size:
+            raise InputError(f"attention_mask row {int(empty[0, 0])} is all zeros: every sequence needs at "
+                             "least one real token (the original returns NaN here)")
+
+
+class FlaxBiGSPreTrainedModel:
+    """A BiGS module with its params, config and checkpoint I/O, called like the original:
+
+        model = FlaxBiGSForSequenceClassification.from_pretrained(folder_or_hub_id)
+        out = model(input_ids, attention_mask=mask, token_type_ids=types)   # out.logits
+
+    `model.params` holds the weights (stacked layers when config.scan_layers); `model.module`
+    is the Flax module for `module.apply({"params": params}, ...)` in your own jitted code.
+    """
+
+    module_class: type[nn.Module]
+    architecture: str
+    config_class = BiGSConfig
+    base_model_prefix = "s4_bert"
+
+    def __init__(self, config: BiGSConfig, input_shape=None, seed: int = 0, dtype=jnp.float32,
+                 _do_init: bool = True):
+        config.validate()
+        self.config = config
+        self.dtype = jnp.dtype(dtype)
+        if self.dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)):
+            raise ConfigError(f"dtype must be float32 or bfloat16, got {self.dtype}")
+        if self.module_class is FlaxBiGSForQuestionAnsweringModule and config.num_labels != 2:
+            raise ConfigError(f"question answering needs num_labels=2 (start, end), got {config.num_labels}")
+        self.module = self.module_class(config=config, dtype=self.dtype)
+        self.seed = seed
+        self.params = self.init_weights(jax.random.PRNGKey(seed)) if _do_init else None
+        self._forward = jax.jit(self._apply, static_argnames=("train", "output_hidden_states", "padding", "conv_backend"))
+
+    # ------------------------------------------------------------- construction
+    def _dummy_inputs(self, length: int = 8):
+        ids = jnp.zeros((1, min(length, self.config.max_position_embeddings)), jnp.int32)
+        return ids, jnp.ones_like(ids), jnp.zeros_like(ids), jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
+
+    def _init(self, rng):
+        return self.module.init({"params": rng, "dropout": rng}, *self._dummy_inputs())["params"]
+
+    def init_weights(self, rng) -> dict:
+        """Fresh params (their shapes do not depend on the input length)."""
+        return jax.jit(self._init)(rng)
+
+    def init_shapes(self) -> dict:
+        """The param tree as jax.ShapeDtypeStruct leaves, allocating nothing."""
+        return jax.eval_shape(self._init, jax.random.PRNGKey(0))
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.params))
+
+    # ------------------------------------------------------------------ calling
+    def _apply(self, params, input_ids, attention_mask, token_type_ids, position_ids, dropout_rng, *,
+               train, output_hidden_states, padding, conv_backend):
+        rngs = {"dropout": dropout_rng} if train else {}
+        return self.module.apply({"params": params}, input_ids, attention_mask, token_type_ids, position_ids,
+                                 deterministic=not train, output_hidden_states=output_hidden_states,
+                                 padding=padding, conv_backend=conv_backend, rngs=rngs)
+
+    def prepare_inputs(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None):
+        """Validate and fill in the defaults (mask of ones, type 0, positions 0..L-1)."""
+        input_ids = jnp.asarray(input_ids)
+        validate_inputs(self.config, input_ids, attention_mask, token_type_ids, position_ids,
+                        multiple_choice=self.module_class is FlaxBiGSForMultipleChoiceModule)
+        if attention_mask is None:
+            attention_mask = jnp.ones_like(input_ids)
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros_like(input_ids)
+        if position_ids is None:
+            position_ids = jnp.broadcast_to(jnp.arange(input_ids.shape[-1]), input_ids.shape)
+        return (input_ids.astype(jnp.int32), jnp.asarray(attention_mask, jnp.int32),
+                jnp.asarray(token_type_ids, jnp.int32), jnp.asarray(position_ids, jnp.int32))
+
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, params=None,
+                 dropout_rng=None, train: bool = False, output_attentions: bool | None = None,
+                 output_hidden_states: bool | None = None, return_dict: bool | None = None,
+                 padding: str | None = None, conv_backend: str | None = None):
+        """Run the model. `padding` ("reference" or "exact") and `conv_backend` ("auto", "fft",
+        "toeplitz", "scan") override the config for this call. BiGS has no attention, so
+        output_attentions is accepted and ignored."""
+        inputs = self.prepare_inputs(input_ids, attention_mask, token_type_ids, position_ids)
+        if train and dropout_rng is None:
+            raise InputError("train=True applies dropout and needs dropout_rng=jax.random.PRNGKey(...)")
+        if padding is not None and padding not in ("reference", "exact"):
+            raise InputError(f"padding must be 'reference' or 'exact', got {padding!r}")
+        if conv_backend is not None and conv_backend not in ("auto",) + ssm.BACKENDS:
+            raise InputError(f"conv_backend must be one of {('auto',) + ssm.BACKENDS}, got {conv_backend!r}")
+        out = self._forward(self.params if params is None else params, *inputs, dropout_rng,
+                            train=train, output_hidden_states=bool(output_hidden_states),
+                            padding=padding, conv_backend=conv_backend)
+        return out if return_dict in (None, True) else out.to_tuple()
+
+    # -------------------------------------------------------------- checkpoints
+    def checkpoint_params(self, params=None) -> dict:
+        """Params in the checkpoint (per-layer) layout, as numpy arrays."""
+        from .checkpoint import unstack_layers
+
+        params = self.params if params is None else params
+        return unstack_layers(jax.tree.map(np.asarray, jax.device_get(params)))
+
+    def set_checkpoint_params(self, params: dict) -> None:
+        """Set params given in the checkpoint (per-layer) layout."""
+        from .checkpoint import stack_layers
+
+        self.params = jax.tree.map(jnp.asarray, stack_layers(params) if self.config.scan_layers else params)
+
+    def save_pretrained(self, save_directory, params=None, tokenizer=None, safe_serialization: bool = True) -> None:
+        """Write config.json and flax_model.msgpack (+ model.safetensors, + tokenizer files)."""
+        from .checkpoint import write_params
+
+        config = self.config.copy()
+        config.architectures = [self.architecture]
+        config.save_pretrained(save_directory)
+        write_params(save_directory, self.checkpoint_params(params), safetensors=safe_serialization)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *, config: BiGSConfig | None = None,
+                        dtype=jnp.float32, seed: int = 0, output_loading_info: bool = False,
+                        revision: str | None = None, cache_dir: str | None = None, token=None,
+                        local_files_only: bool = False, **config_overrides):
+        """Load a local folder or a hub id. Keyword overrides go to the config, e.g.
+        `num_labels=2` (a checkpoint head of another size is re-initialised and reported),
+        `padding="exact"`. Returns the model, plus a LoadReport if output_loading_info."""
+        from .checkpoint import fit_params, logger, read_params, stack_layers, unstack_layers
+
+        hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+        source = os.fspath(pretrained_model_name_or_path)
+        if config is None:
+            config = BiGSConfig.from_pretrained(source, **hub, **config_overrides)
+        elif config_overrides:
+            config = config.copy(**config_overrides)
+        loaded = read_params(source, **hub)
+        model = cls(config, seed=seed, dtype=dtype)
+        fitted, report = fit_params(loaded, unstack_layers(jax.device_get(model.params)), source)
+        model.params = jax.tree.map(jnp.asarray, stack_layers(fitted) if config.scan_layers else fitted)
+        for message in report.messages(cls.__name__, source):
+            logger.warning(message)
+        return (model, report) if output_loading_info else model
+
+
+class FlaxBiGSModel(FlaxBiGSPreTrainedModel):
+    module_class = FlaxBiGSModule
+    architecture = "BiGSModel"
+
+
+class _MLMMixin:
+    def mlm_loss(self, input_ids, labels, attention_mask=None, token_type_ids=None, position_ids=None,
+                 params=None, dropout_rng=None, train: bool = False, max_predictions: int | None = None,
+                 padding=None, conv_backend=None) -> MaskedLMLoss:
+        """Mean MLM cross-entropy over labels != -100, with vocabulary logits computed only
+        at (up to max_predictions, default all) labelled positions per sequence."""
+        inputs = self.prepare_inputs(input_ids, attention_mask, token_type_ids, position_ids)
+        labels = jnp.asarray(labels, jnp.int32)
+        if labels.shape != inputs[0].shape:
+            raise InputError(f"labels has shape {labels.shape} but input_ids has shape {inputs[0].shape}")
+        if max_predictions is None:
+            max_predictions = int(np.max(np.sum(np.asarray(labels) != -100, axis=1))) if _is_concrete(labels) else labels.shape[1]
+        return self.module.apply({"params": self.params if params is None else params}, *inputs, labels,
+                                 max_predictions=max(1, max_predictions), deterministic=not train,
+                                 padding=padding, conv_backend=conv_backend,
+                                 rngs={"dropout": dropout_rng} if train else {},
+                                 method=FlaxBiGSForMaskedLMModule.mlm_loss)
+
+
+class FlaxBiGSForMaskedLM(_MLMMixin, FlaxBiGSPreTrainedModel):
+    module_class = FlaxBiGSForMaskedLMModule
+    architecture = "BiGSForMaskedLM"
+
+
+class FlaxBiGSForPreTraining(_MLMMixin, FlaxBiGSPreTrainedModel):
+    module_class = FlaxBiGSForPreTrainingModule
+    architecture = "BiGSForPreTraining"
+
+
+class FlaxBiGSForNextSentencePrediction(FlaxBiGSPreTrainedModel):
+    module_class = FlaxBiGSForNextSentencePredictionModule
+    architecture = "BiGSForNextSentencePrediction"
+
+
+class FlaxBiGSForSequenceClassification(FlaxBiGSPreTrainedModel):
+    module_class = FlaxBiGSForSequenceClassificationModule
+    architecture = "BiGSForSequenceClassification"
+
+
+class FlaxBiGSForTokenClassification(FlaxBiGSPreTrainedModel):
+    module_class = FlaxBiGSForTokenClassificationModule
+    architecture = "BiGSForTokenClassification"
+
+
+class FlaxBiGSForQuestionAnswering(FlaxBiGSPreTrainedModel):
+    module_class = FlaxBiGSForQuestionAnsweringModule
+    architecture = "BiGSForQuestionAnswering"
+
+
+class FlaxBiGSForMultipleChoice(FlaxBiGSPreTrainedModel):
+    module_class = FlaxBiGSForMultipleChoiceModule
+    architecture = "BiGSForMultipleChoice"
+
+
+MODEL_CLASSES = {cls.__name__: cls for cls in (
+    FlaxBiGSModel, FlaxBiGSForMaskedLM, FlaxBiGSForPreTraining, FlaxBiGSForNextSentencePrediction,
+    FlaxBiGSForSequenceClassification, FlaxBiGSForTokenClassification, FlaxBiGSForQuestionAnswering,
+    FlaxBiGSForMultipleChoice)}

@@ -1,0 +1,100 @@
+"""Model output containers, with the field names of the original (Hugging Face Flax) outputs.
+
+Fields can be read as attributes (`out.logits`), by name (`out["logits"]`) or by position
+over the fields that are set (`out[0]`), like transformers' ModelOutput. They are pytrees,
+so jitted functions can return them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import flax.struct
+
+
+class ModelOutput:
+    def to_tuple(self) -> tuple:
+        return tuple(v for v in (getattr(self, f.name) for f in dataclasses.fields(self)) if v is not None)
+
+    def keys(self) -> list[str]:
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return getattr(self, key)
+        return self.to_tuple()[key]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+
+Tensors = Optional[tuple]
+
+
+@flax.struct.dataclass
+class FlaxBaseModelOutputWithPooling(ModelOutput):
+    last_hidden_state: Any = None
+    pooler_output: Any = None
+    hidden_states: Tensors = None
+    attentions: Tensors = None
+
+
+@flax.struct.dataclass
+class FlaxMaskedLMOutput(ModelOutput):
+    logits: Any = None
+    hidden_states: Tensors = None
+    attentions: Tensors = None
+
+
+@flax.struct.dataclass
+class FlaxBiGSForPreTrainingOutput(ModelOutput):
+    prediction_logits: Any = None
+    seq_relationship_logits: Any = None
+    hidden_states: Tensors = None
+    attentions: Tensors = None
+
+
+@flax.struct.dataclass
+class FlaxNextSentencePredictorOutput(ModelOutput):
+    logits: Any = None
+    hidden_states: Tensors = None
+    attentions: Tensors = None
+
+
+@flax.struct.dataclass
+class FlaxSequenceClassifierOutput(ModelOutput):
+    logits: Any = None
+    hidden_states: Tensors = None
+    attentions: Tensors = None
+
+
+@flax.struct.dataclass
+class FlaxTokenClassifierOutput(ModelOutput):
+    logits: Any = None
+    hidden_states: Tensors = None
+    attentions: Tensors = None
+
+
+@flax.struct.dataclass
+class FlaxQuestionAnsweringModelOutput(ModelOutput):
+    start_logits: Any = None
+    end_logits: Any = None
+    hidden_states: Tensors = None
+    attentions: Tensors = None
+
+
+@flax.struct.dataclass
+class FlaxMultipleChoiceModelOutput(ModelOutput):
+    logits: Any = None
+    hidden_states: Tensors = None
+    attentions: Tensors = None
+
+
+@flax.struct.dataclass
+class MaskedLMLoss(ModelOutput):
+    """MLM loss over the labelled positions only (labels != -100)."""
+
+    loss: Any = None          # mean cross-entropy over labelled positions
+    correct: Any = None       # number of labelled positions predicted right
+    count: Any = None         # number of labelled positions

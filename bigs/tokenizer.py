@@ -1,0 +1,317 @@
+"""BiGSTokenizer: BERT uncased WordPiece, built from a `vocab.txt` with the `tokenizers` library.
+
+The published BiGS checkpoints use the bert-large-uncased vocabulary (30522 entries), so the
+tokenizer is BERT's: lowercase and strip accents, split on whitespace and punctuation,
+WordPiece with `##` continuations, then `[CLS] A [SEP]` or `[CLS] A [SEP] B [SEP]` with
+token types 0 for A (and its [CLS]/[SEP]) and 1 for B.
+
+`save_pretrained` writes `tokenizer.json`, `vocab.txt` and `tokenizer_config.json`, the files
+Hugging Face's `BertTokenizerFast.from_pretrained` reads, so a saved folder works there too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+from .errors import CheckpointError, DataError, InputError
+
+TOKENIZER_FILE = "tokenizer.json"
+VOCAB_FILE = "vocab.txt"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
+
+_PADDING_CHOICES = ("longest", "max_length", "do_not_pad", True, False)
+
+
+def _read_vocab(path: str) -> dict[str, int]:
+    """vocab.txt (one token a line, id = line number from 0) -> {token: id}."""
+    if not os.path.isfile(path):
+        raise DataError(f"vocabulary file {path!r} does not exist; expected a BERT vocab.txt")
+    with open(path, encoding="utf-8") as f:
+        tokens = [line.rstrip("\n").rstrip("\r") for line in f]
+    vocab = {token: index for index, token in enumerate(tokens)}
+    missing = [token for token in SPECIAL_TOKENS if token not in vocab]
+    if missing:
+        raise DataError(
+            f"vocabulary file {path!r} lacks the special tokens {missing}; "
+            f"expected a BERT vocab.txt containing all of {list(SPECIAL_TOKENS)}"
+        )
+    return vocab
+
+
+def _build_wordpiece(vocab: dict[str, int], do_lower_case: bool) -> Tokenizer:
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=UNK, max_input_chars_per_word=100))
+    # strip_accents=None: accents are stripped exactly when lowercasing, as in BERT.
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=do_lower_case
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{CLS}:0 $A:0 {SEP}:0",
+        pair=f"{CLS}:0 $A:0 {SEP}:0 $B:1 {SEP}:1",
+        special_tokens=[(CLS, vocab[CLS]), (SEP, vocab[SEP])],
+    )
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    # Registered as special so that "[MASK]" typed in a text stays one token.
+    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
+    return tokenizer
+
+
+class BiGSTokenizer:
+    """BERT WordPiece tokenizer returning int32 numpy arrays for the Flax model.
+
+    Attributes:
+      model_max_length: default `max_length` of `__call__` (512 for the published models).
+      do_lower_case: whether texts are lowercased (and accents stripped) first.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, model_max_length: int = 512, do_lower_case: bool = True):
+        for token in SPECIAL_TOKENS:
+            if tokenizer.token_to_id(token) is None:
+                raise DataError(
+                    f"tokenizer has no {token!r} token; expected a BERT WordPiece vocabulary "
+                    f"containing all of {list(SPECIAL_TOKENS)}"
+                )
+        # A tokenizer.json may carry padding/truncation settings; ours are set per call.
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        self._tokenizer = tokenizer
+        self.model_max_length = model_max_length
+        self.do_lower_case = do_lower_case
+
+    # ----------------------------------------------------------------------------- loading
+
+    @classmethod
+    def from_vocab(cls, path: str, do_lower_case: bool = True, model_max_length: int = 512) -> BiGSTokenizer:
+        """Builds the tokenizer from a BERT `vocab.txt`."""
+        return cls(_build_wordpiece(_read_vocab(path), do_lower_case), model_max_length, do_lower_case)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_hub_id: str,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+        token: str | None = None,
+        local_files_only: bool = False,
+    ) -> BiGSTokenizer:
+        """Loads from a folder or hub repository holding `tokenizer.json` (preferred) or `vocab.txt`.
+
+        A path to a `vocab.txt` or `tokenizer.json` file also works. `tokenizer_config.json`, when
+        present, supplies `do_lower_case` and `model_max_length`.
+        """
+        if os.path.isfile(path_or_hub_id):
+            if path_or_hub_id.endswith(".json"):
+                return cls(Tokenizer.from_file(path_or_hub_id))
+            return cls.from_vocab(path_or_hub_id)
+
+        def find(filename: str, required: bool) -> str | None:
+            if os.path.isdir(path_or_hub_id):
+                path = os.path.join(path_or_hub_id, filename)
+                return path if os.path.isfile(path) else None
+            from .checkpoint import resolve_file  # the hub lives in checkpoint I/O
+
+            return resolve_file(
+                path_or_hub_id, filename, revision=revision, cache_dir=cache_dir, token=token,
+                local_files_only=local_files_only, required=required,
+            )
+
+        settings = {}
+        config_path = find(TOKENIZER_CONFIG_FILE, required=False)
+        if config_path is not None:
+            with open(config_path, encoding="utf-8") as f:
+                config = json.load(f)
+            settings = {key: config[key] for key in ("do_lower_case", "model_max_length") if key in config}
+            # HF writes a huge sentinel when the length is unbounded; keep ours finite.
+            if settings.get("model_max_length", 0) > 1_000_000:
+                del settings["model_max_length"]
+
+        tokenizer_path = find(TOKENIZER_FILE, required=False)
+        if tokenizer_path is not None:
+            return cls(Tokenizer.from_file(tokenizer_path), **settings)
+        vocab_path = find(VOCAB_FILE, required=not os.path.isdir(path_or_hub_id))
+        if vocab_path is None:
+            raise CheckpointError(
+                f"{path_or_hub_id!r} holds neither {TOKENIZER_FILE} nor {VOCAB_FILE}; "
+                "expected a folder with a BERT WordPiece tokenizer"
+            )
+        return cls.from_vocab(vocab_path, **settings)
+
+    def save_pretrained(self, directory: str) -> None:
+        """Writes tokenizer.json, vocab.txt and tokenizer_config.json into `directory`."""
+        os.makedirs(directory, exist_ok=True)
+        self._tokenizer.save(os.path.join(directory, TOKENIZER_FILE))
+        by_id = sorted(self._tokenizer.get_vocab(with_added_tokens=True).items(), key=lambda item: item[1])
+        with open(os.path.join(directory, VOCAB_FILE), "w", encoding="utf-8") as f:
+            f.writelines(token + "\n" for token, _ in by_id)
+        config = {
+            "tokenizer_class": "BertTokenizer",
+            "do_lower_case": self.do_lower_case,
+            "model_max_length": self.model_max_length,
+            "tokenize_chinese_chars": True,
+            "strip_accents": None,
+            "unk_token": UNK,
+            "sep_token": SEP,
+            "pad_token": PAD,
+            "cls_token": CLS,
+            "mask_token": MASK,
+        }
+        with open(os.path.join(directory, TOKENIZER_CONFIG_FILE), "w", encoding="utf-8") as f:
+            json.dump(config, f, indent=2)
+            f.write("\n")
+
+    # ---------------------------------------------------------------------------- encoding
+
+    def __call__(
+        self,
+        texts: str | Sequence[str],
+        text_pairs: str | Sequence[str] | None = None,
+        max_length: int | None = None,
+        padding: str | bool = "longest",
+        truncation: bool = True,
+        pad_to_multiple_of: int | None = None,
+        return_numpy: bool = True,
+    ) -> dict[str, np.ndarray] | dict[str, list[list[int]]]:
+        """Tokenizes a batch of texts (or text pairs).
+
+        Args:
+          texts: one string or a list of them (a single string is a batch of one).
+          text_pairs: second segments, same number as `texts`, or None.
+          max_length: longest output, special tokens included; defaults to `model_max_length`.
+          padding: "longest" (or True) pads to the batch's longest, "max_length" to
+            `max_length`, False (or "do_not_pad") not at all.
+          truncation: cut to `max_length`; pairs drop tokens from the longer segment first.
+          pad_to_multiple_of: round the padded length up to a multiple of this.
+          return_numpy: int32 arrays [batch, length]; else lists of lists (may be ragged).
+
+        Returns:
+          {"input_ids", "attention_mask", "token_type_ids"}, each [batch, length].
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        if isinstance(text_pairs, str):
+            text_pairs = [text_pairs]
+        texts = list(texts)
+        if text_pairs is not None and len(text_pairs) != len(texts):
+            raise InputError(
+                f"got {len(texts)} texts but {len(text_pairs)} text_pairs; expected one pair per text"
+            )
+        max_length = self.model_max_length if max_length is None else max_length
+        num_special = 2 if text_pairs is None else 3
+        if max_length < num_special:
+            raise InputError(
+                f"max_length={max_length} leaves no room for text; expected at least {num_special} "
+                "(the [CLS]/[SEP] tokens count)"
+            )
+        if padding not in _PADDING_CHOICES:
+            raise InputError(f"padding={padding!r}; expected one of {list(_PADDING_CHOICES)}")
+
+        if truncation:
+            self._tokenizer.enable_truncation(max_length, strategy="longest_first")
+        if padding in ("longest", True, "max_length"):
+            self._tokenizer.enable_padding(
+                pad_id=self.pad_token_id, pad_token=PAD,
+                length=max_length if padding == "max_length" else None,
+                pad_to_multiple_of=pad_to_multiple_of,
+            )
+        try:
+            inputs = texts if text_pairs is None else list(zip(texts, text_pairs))
+            encodings = self._tokenizer.encode_batch(inputs)
+        finally:
+            self._tokenizer.no_truncation()
+            self._tokenizer.no_padding()
+
+        batch = {
+            "input_ids": [encoding.ids for encoding in encodings],
+            "attention_mask": [encoding.attention_mask for encoding in encodings],
+            "token_type_ids": [encoding.type_ids for encoding in encodings],
+        }
+        if not return_numpy:
+            return batch
+        lengths = sorted({len(ids) for ids in batch["input_ids"]})
+        if len(lengths) > 1:
+            raise InputError(
+                f"sequences have different lengths {lengths} (padding={padding!r}, "
+                f"truncation={truncation}, max_length={max_length}); expected one length to stack "
+                "into arrays: pad, truncate, or pass return_numpy=False"
+            )
+        width = lengths[0] if lengths else 0
+        return {key: np.asarray(rows, dtype=np.int32).reshape(len(rows), width) for key, rows in batch.items()}
+
+    def encode(
+        self,
+        text: str,
+        text_pair: str | None = None,
+        add_special_tokens: bool = True,
+        max_length: int | None = None,
+        truncation: bool = False,
+    ) -> list[int]:
+        """Token ids of one text (or pair), with [CLS]/[SEP] unless `add_special_tokens=False`."""
+        if truncation:
+            self._tokenizer.enable_truncation(
+                self.model_max_length if max_length is None else max_length, strategy="longest_first"
+            )
+        try:
+            return self._tokenizer.encode(text, text_pair, add_special_tokens=add_special_tokens).ids
+        finally:
+            self._tokenizer.no_truncation()
+
+    def tokenize(self, text: str) -> list[str]:
+        """WordPiece tokens of `text`, without [CLS]/[SEP]."""
+        return self._tokenizer.encode(text, add_special_tokens=False).tokens
+
+    def decode(self, ids: Sequence[int] | np.ndarray, skip_special_tokens: bool = True) -> str:
+        """Text of a 1-D sequence of ids; `##` pieces are joined back into words."""
+        return self._tokenizer.decode([int(i) for i in np.asarray(ids).reshape(-1)], skip_special_tokens)
+
+    def convert_tokens_to_ids(self, tokens: str | Sequence[str]) -> int | list[int]:
+        """Id of a token (or list of them); tokens not in the vocabulary map to [UNK]."""
+        if isinstance(tokens, str):
+            token_id = self._tokenizer.token_to_id(tokens)
+            return self.unk_token_id if token_id is None else token_id
+        return [self.convert_tokens_to_ids(token) for token in tokens]
+
+    def convert_ids_to_tokens(self, ids: int | Sequence[int]) -> str | list[str]:
+        """Token string of an id (or list of them)."""
+        if isinstance(ids, (int, np.integer)):
+            token = self._tokenizer.id_to_token(int(ids))
+            if token is None:
+                raise InputError(f"token id {int(ids)} is out of range; expected 0..{self.vocab_size - 1}")
+            return token
+        return [self.convert_ids_to_tokens(int(i)) for i in ids]
+
+    # -------------------------------------------------------------------------- properties
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    @property
+    def pad_token_id(self) -> int:
+        return self._tokenizer.token_to_id(PAD)
+
+    @property
+    def unk_token_id(self) -> int:
+        return self._tokenizer.token_to_id(UNK)
+
+    @property
+    def cls_token_id(self) -> int:
+        return self._tokenizer.token_to_id(CLS)
+
+    @property
+    def sep_token_id(self) -> int:
+        return self._tokenizer.token_to_id(SEP)
+
+    @property
+    def mask_token_id(self) -> int:
+        return self._tokenizer.token_to_id(MASK)
