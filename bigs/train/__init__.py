@@ -1,0 +1,1 @@
+"""Training: optimiser and schedules, train state and steps, sharding, checkpoints."""
