@@ -290,6 +290,11 @@ class BiGSTokenizer:
     # -------------------------------------------------------------------------- properties
 
     @property
+    def backend(self):
+        """The underlying `tokenizers.Tokenizer` (no padding or truncation set)."""
+        return self._tokenizer
+
+    @property
     def vocab_size(self) -> int:
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
