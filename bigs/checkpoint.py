@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import serialization, traverse_util
 
@@ -173,7 +174,7 @@ def stack_layers(params: Params) -> Params:
         if is_stacked(layers):
             return layers
         ordered = [layers[str(i)] for i in range(len(layers))]
-        return jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *ordered)
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *ordered)
     return _map_encoders(params, stack)
 
 
@@ -183,8 +184,14 @@ def unstack_layers(params: Params) -> Params:
         if not is_stacked(layers):
             return layers
         n = jax.tree.leaves(layers)[0].shape[0]
-        return {str(i): jax.tree.map(lambda x, i=i: x[i], layers) for i in range(n)}
+        return {str(i): jax.tree.map(lambda x, i=i: _layer(x, i), layers) for i in range(n)}
     return _map_encoders(params, unstack)
+
+
+def _layer(x, i):
+    if isinstance(x, jax.ShapeDtypeStruct):
+        return jax.ShapeDtypeStruct(x.shape[1:], x.dtype)
+    return x[i]
 
 
 # -------------------------------------------------------------------- load report
@@ -196,6 +203,10 @@ class LoadReport:
     unexpected_keys: list[str] = field(default_factory=list)     # in the checkpoint, not the model: dropped
     mismatched_keys: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # head shape differs: random init
     prefix_change: str | None = None                             # base <-> head re-rooting, if any
+
+    @property
+    def needs_init(self) -> bool:
+        return bool(self.missing_keys or self.mismatched_keys)
 
     def messages(self, model_name: str, source: str) -> list[str]:
         out = []
@@ -223,8 +234,9 @@ def _is_backbone(key: tuple, model_has_prefix: bool) -> bool:
 
 
 def fit_params(loaded: Params, init: Params, source: str) -> tuple[Params, LoadReport]:
-    """Fit a checkpoint's tree (per-layer layout) to a model's freshly initialised tree
-    (per-layer layout): re-root base <-> head, keep what matches, initialise the rest.
+    """Fit a checkpoint's tree (per-layer layout) to a model's param tree (per-layer layout;
+    arrays or jax.ShapeDtypeStruct): re-root base <-> head, keep what matches. Leaves that
+    must be initialised afresh come back as None (see LoadReport.needs_init).
 
     A backbone parameter whose shape differs means the config does not describe this
     checkpoint: CheckpointError naming the first one. A head parameter whose shape differs
@@ -248,7 +260,7 @@ def fit_params(loaded: Params, init: Params, source: str) -> tuple[Params, LoadR
     for key, init_value in flat_init.items():
         if key not in flat_loaded:
             report.missing_keys.append(_join(key))
-            result[key] = init_value
+            result[key] = None
             continue
         value = flat_loaded[key]
         if tuple(value.shape) != tuple(init_value.shape):
@@ -258,7 +270,7 @@ def fit_params(loaded: Params, init: Params, source: str) -> tuple[Params, LoadR
                     f"{tuple(init_value.shape)}: the config does not match this checkpoint"
                 )
             report.mismatched_keys.append((_join(key), tuple(value.shape), tuple(init_value.shape)))
-            result[key] = init_value
+            result[key] = None
             continue
         result[key] = np.asarray(value, np.float32)
     report.unexpected_keys = sorted(_join(k).replace("<head>", "") for k in flat_loaded if k not in flat_init)
@@ -267,3 +279,10 @@ def fit_params(loaded: Params, init: Params, source: str) -> tuple[Params, LoadR
         raise CheckpointError(f"{source} holds no parameter of this model's backbone "
                               f"(first expected: {missing_backbone[0]}); is it a BiGS checkpoint?")
     return traverse_util.unflatten_dict(result), report
+
+
+def fill_missing(fitted: Params, init: Params) -> Params:
+    """Replace the None leaves of `fitted` with the values of `init` (same layout)."""
+    flat_init = traverse_util.flatten_dict(init)
+    flat = traverse_util.flatten_dict(fitted, keep_empty_nodes=True)
+    return traverse_util.unflatten_dict({k: flat_init[k] if v is None else v for k, v in flat.items()})

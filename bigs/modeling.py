@@ -101,15 +101,17 @@ class BiGSEmbeddings(nn.Module):
 
 
 class S4D(nn.Module):
-    """One diagonal SSM with num_ssm complex states, shared by all channels (ssm.py)."""
+    """The params of one diagonal SSM with num_ssm complex states, shared by all channels.
+
+    Returns them as a dict; BiGSLayer runs its forward and backward S4D together through
+    ssm.multi_conv (one FFT / matmul / scan for both)."""
 
     num_ssm: int
     scaling: str
 
     @nn.compact
-    def __call__(self, u, *, reverse: bool, backend: str):
-        """u [B, L, C] -> [B, L, C]: the causal (or, if reverse, anti-causal) SSM."""
-        params = {
+    def __call__(self) -> dict:
+        return {
             "A_re": self.param("A_re", lambda _: jnp.asarray(ssm.init_A(self.scaling, self.num_ssm)[0])),
             "A_im": self.param("A_im", lambda _: jnp.asarray(ssm.init_A(self.scaling, self.num_ssm)[1])),
             # C ~ N(0, 1/2) per real and imaginary part: a unit-variance complex normal.
@@ -118,7 +120,21 @@ class S4D(nn.Module):
             # dt ~ log-uniform on [0.01, 1].
             "log_step": self.param("log_step", _uniform(np.log(0.01), 0.0), (1,)),
         }
-        return ssm.ssm_conv(u, params, reverse=reverse, backend=backend)
+
+
+class _DenseParams(nn.Module):
+    """The params of an nn.Dense (same names, shapes and init), returned unapplied so that
+    several projections of one input can run as one matmul."""
+
+    config: BiGSConfig
+    in_features: int
+    features: int
+
+    @nn.compact
+    def __call__(self):
+        kernel = self.param("kernel", _normal(self.config), (self.in_features, self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        return kernel, bias
 
 
 class BiGSLayer(nn.Module):
@@ -128,6 +144,9 @@ class BiGSLayer(nn.Module):
         sf = fs4(gelu(du_forward(x)))                       [B, L, H]  causal SSM
         sb = bs4(gelu(du_backward(x)))                      [B, L, H]  anti-causal SSM
         f  = do(gelu(dol(duc_forward(sf) * duc_backward(sb))) * v)   [B, L, H]
+
+    dv, du_forward and du_backward read the same x, so they run as one [H, I + 2H] matmul;
+    fs4 and bs4 run as one two-direction convolution.
     """
 
     config: BiGSConfig
@@ -144,17 +163,20 @@ class BiGSLayer(nn.Module):
         layer_norm = _layer_norm(cfg, self.dtype)
         x = layer_norm(hidden) if cfg.pre_norm else hidden
 
-        gate = gelu_tanh(_dense(cfg, I, self.dtype, "dv")(x))
-        u_fwd = gelu_tanh(_dense(cfg, H, self.dtype, "du_forward")(x))
-        u_bwd = gelu_tanh(_dense(cfg, H, self.dtype, "du_backward")(x))
+        kernels, biases = zip(*(_DenseParams(cfg, H, n, name=name)()
+                                for name, n in (("dv", I), ("du_forward", H), ("du_backward", H))))
+        projected = gelu_tanh(jnp.dot(x.astype(self.dtype), jnp.concatenate(kernels, 1).astype(self.dtype))
+                              + jnp.concatenate(biases).astype(self.dtype))
+        gate = projected[..., :I]
+        u = projected[..., I:].reshape(*x.shape[:2], 2, H)           # [B, L, 2, H]: forward, backward
         if self.padding == "exact":
             # Pads feed nothing into either SSM: each sequence sees only its own tokens.
-            keep = mask[:, :, None].astype(u_fwd.dtype)
-            u_fwd, u_bwd = u_fwd * keep, u_bwd * keep
-        s_fwd = S4D(cfg.num_ssm, cfg.scaling, name="fs4")(u_fwd, reverse=False, backend=self.backend)
-        s_bwd = S4D(cfg.num_ssm, cfg.scaling, name="bs4")(u_bwd, reverse=True, backend=self.backend)
+            u = u * mask[:, :, None, None].astype(u.dtype)
+        ssm_params = ssm.stack_directions(S4D(cfg.num_ssm, cfg.scaling, name="fs4")(),
+                                          S4D(cfg.num_ssm, cfg.scaling, name="bs4")())
+        s = ssm.multi_conv(u, ssm_params, (False, True), backend=self.backend)
 
-        mixed = _dense(cfg, H, self.dtype, "duc_forward")(s_fwd) * _dense(cfg, H, self.dtype, "duc_backward")(s_bwd)
+        mixed = _dense(cfg, H, self.dtype, "duc_forward")(s[:, :, 0]) * _dense(cfg, H, self.dtype, "duc_backward")(s[:, :, 1])
         update = _dense(cfg, H, self.dtype, "do")(gelu_tanh(_dense(cfg, I, self.dtype, "dol")(mixed)) * gate)
         hidden = hidden + update if cfg.pre_norm else layer_norm(hidden + update)
         return hidden, (hidden if self.collect_hidden else None)
@@ -615,7 +637,7 @@ class FlaxBiGSPreTrainedModel:
         """Load a local folder or a hub id. Keyword overrides go to the config, e.g.
         `num_labels=2` (a checkpoint head of another size is re-initialised and reported),
         `padding="exact"`. Returns the model, plus a LoadReport if output_loading_info."""
-        from .checkpoint import fit_params, logger, read_params, stack_layers, unstack_layers
+        from .checkpoint import fill_missing, fit_params, logger, read_params, stack_layers, unstack_layers
 
         hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
         source = os.fspath(pretrained_model_name_or_path)
@@ -624,9 +646,11 @@ class FlaxBiGSPreTrainedModel:
         elif config_overrides:
             config = config.copy(**config_overrides)
         loaded = read_params(source, **hub)
-        model = cls(config, seed=seed, dtype=dtype)
-        fitted, report = fit_params(loaded, unstack_layers(jax.device_get(model.params)), source)
-        model.params = jax.tree.map(jnp.asarray, stack_layers(fitted) if config.scan_layers else fitted)
+        model = cls(config, seed=seed, dtype=dtype, _do_init=False)
+        fitted, report = fit_params(loaded, unstack_layers(model.init_shapes()), source)
+        if report.needs_init:  # only then pay for a real initialisation
+            fitted = fill_missing(fitted, unstack_layers(jax.device_get(model.init_weights(jax.random.PRNGKey(seed)))))
+        model.set_checkpoint_params(fitted)
         for message in report.messages(cls.__name__, source):
             logger.warning(message)
         return (model, report) if output_loading_info else model

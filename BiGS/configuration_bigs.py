@@ -1,0 +1,3 @@
+"""Alias of the original module path; the implementation lives in `bigs.config`."""
+
+from bigs.config import BiGSConfig  # noqa: F401
