@@ -57,6 +57,13 @@ def resolve_file(path_or_id: str | os.PathLike, filename: str, *, revision: str 
     try:
         return huggingface_hub.hf_hub_download(path, filename, revision=revision, cache_dir=cache_dir,
                                                token=token, local_files_only=local_files_only)
+    except hub_errors.LocalEntryNotFoundError:  # offline (a subclass of EntryNotFoundError)
+        if not required and _cached_repo(path, cache_dir):
+            return None
+        raise CheckpointError(
+            f"could not reach the Hugging Face hub for {path!r} and it is not in the local cache. "
+            "Offline, pass the path of a local checkpoint folder instead."
+        ) from None
     except hub_errors.EntryNotFoundError:
         if required:
             raise CheckpointError(f"hub repo {path!r} has no file {filename}") from None
@@ -65,9 +72,7 @@ def resolve_file(path_or_id: str | os.PathLike, filename: str, *, revision: str 
         raise CheckpointError(f"hub repo {path!r} does not exist (or is private: pass token=...)") from None
     except hub_errors.RevisionNotFoundError:
         raise CheckpointError(f"hub repo {path!r} has no revision {revision!r}") from None
-    except (hub_errors.LocalEntryNotFoundError, OSError) as err:
-        if not required and isinstance(err, hub_errors.LocalEntryNotFoundError) and _cached_repo(path, cache_dir):
-            return None
+    except OSError as err:  # connection errors
         raise CheckpointError(
             f"could not reach the Hugging Face hub for {path!r} and it is not in the local cache "
             f"({type(err).__name__}). Offline, pass the path of a local checkpoint folder instead."

@@ -219,5 +219,9 @@ class BiGSConfig:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BiGSConfig) and self.to_dict() == other.to_dict()
 
+    def __hash__(self) -> int:
+        # By value, so that Flax modules built from equal configs share compiled functions.
+        return hash(self.to_json_string())
+
     def __repr__(self) -> str:
         return f"BiGSConfig {self.to_json_string()}"

@@ -19,6 +19,7 @@ unchanged (see checkpoint.py). Differences from the official implementation:
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any
 
 import flax.linen as nn
@@ -514,6 +515,34 @@ def validate_inputs(config: BiGSConfig, input_ids, attention_mask, token_type_id
                              "least one real token (the original returns NaN here)")
 
 
+def _init_params_traced(module: nn.Module, rng) -> dict:
+    ids = jnp.zeros((1, min(8, module.config.max_position_embeddings)), jnp.int32)
+    positions = jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
+    return module.init({"params": rng, "dropout": rng}, ids, jnp.ones_like(ids), jnp.zeros_like(ids), positions)["params"]
+
+
+# Compiled once per distinct module (modules built from equal configs are equal), not per model object.
+_init_params = jax.jit(_init_params_traced, static_argnums=0)
+
+
+@partial(jax.jit, static_argnames=("module", "train", "output_hidden_states", "padding", "conv_backend"))
+def _forward(module, params, input_ids, attention_mask, token_type_ids, position_ids, dropout_rng, *,
+             train, output_hidden_states, padding, conv_backend):
+    return module.apply({"params": params}, input_ids, attention_mask, token_type_ids, position_ids,
+                        deterministic=not train, output_hidden_states=output_hidden_states,
+                        padding=padding, conv_backend=conv_backend,
+                        rngs={"dropout": dropout_rng} if train else {})
+
+
+@partial(jax.jit, static_argnames=("module", "max_predictions", "train", "padding", "conv_backend"))
+def _mlm_loss(module, params, input_ids, attention_mask, token_type_ids, position_ids, labels, dropout_rng, *,
+              max_predictions, train, padding, conv_backend):
+    return module.apply({"params": params}, input_ids, attention_mask, token_type_ids, position_ids, labels,
+                        max_predictions=max_predictions, deterministic=not train, padding=padding,
+                        conv_backend=conv_backend, rngs={"dropout": dropout_rng} if train else {},
+                        method=FlaxBiGSForMaskedLMModule.mlm_loss)
+
+
 class FlaxBiGSPreTrainedModel:
     """A BiGS module with its params, config and checkpoint I/O, called like the original:
 
@@ -541,36 +570,21 @@ class FlaxBiGSPreTrainedModel:
         self.module = self.module_class(config=config, dtype=self.dtype)
         self.seed = seed
         self.params = self.init_weights(jax.random.PRNGKey(seed)) if _do_init else None
-        self._forward = jax.jit(self._apply, static_argnames=("train", "output_hidden_states", "padding", "conv_backend"))
 
     # ------------------------------------------------------------- construction
-    def _dummy_inputs(self, length: int = 8):
-        ids = jnp.zeros((1, min(length, self.config.max_position_embeddings)), jnp.int32)
-        return ids, jnp.ones_like(ids), jnp.zeros_like(ids), jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
-
-    def _init(self, rng):
-        return self.module.init({"params": rng, "dropout": rng}, *self._dummy_inputs())["params"]
-
     def init_weights(self, rng) -> dict:
         """Fresh params (their shapes do not depend on the input length)."""
-        return jax.jit(self._init)(rng)
+        return _init_params(self.module, rng)
 
     def init_shapes(self) -> dict:
         """The param tree as jax.ShapeDtypeStruct leaves, allocating nothing."""
-        return jax.eval_shape(self._init, jax.random.PRNGKey(0))
+        return jax.eval_shape(partial(_init_params_traced, self.module), jax.random.PRNGKey(0))
 
     @property
     def num_parameters(self) -> int:
         return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.params))
 
     # ------------------------------------------------------------------ calling
-    def _apply(self, params, input_ids, attention_mask, token_type_ids, position_ids, dropout_rng, *,
-               train, output_hidden_states, padding, conv_backend):
-        rngs = {"dropout": dropout_rng} if train else {}
-        return self.module.apply({"params": params}, input_ids, attention_mask, token_type_ids, position_ids,
-                                 deterministic=not train, output_hidden_states=output_hidden_states,
-                                 padding=padding, conv_backend=conv_backend, rngs=rngs)
-
     def prepare_inputs(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None):
         """Validate and fill in the defaults (mask of ones, type 0, positions 0..L-1)."""
         input_ids = jnp.asarray(input_ids)
@@ -599,9 +613,9 @@ class FlaxBiGSPreTrainedModel:
             raise InputError(f"padding must be 'reference' or 'exact', got {padding!r}")
         if conv_backend is not None and conv_backend not in ("auto",) + ssm.BACKENDS:
             raise InputError(f"conv_backend must be one of {('auto',) + ssm.BACKENDS}, got {conv_backend!r}")
-        out = self._forward(self.params if params is None else params, *inputs, dropout_rng,
-                            train=train, output_hidden_states=bool(output_hidden_states),
-                            padding=padding, conv_backend=conv_backend)
+        out = _forward(self.module, self.params if params is None else params, *inputs, dropout_rng,
+                       train=train, output_hidden_states=bool(output_hidden_states),
+                       padding=padding, conv_backend=conv_backend)
         return out if return_dict in (None, True) else out.to_tuple()
 
     # -------------------------------------------------------------- checkpoints
@@ -673,11 +687,9 @@ class _MLMMixin:
             raise InputError(f"labels has shape {labels.shape} but input_ids has shape {inputs[0].shape}")
         if max_predictions is None:
             max_predictions = int(np.max(np.sum(np.asarray(labels) != -100, axis=1))) if _is_concrete(labels) else labels.shape[1]
-        return self.module.apply({"params": self.params if params is None else params}, *inputs, labels,
-                                 max_predictions=max(1, max_predictions), deterministic=not train,
-                                 padding=padding, conv_backend=conv_backend,
-                                 rngs={"dropout": dropout_rng} if train else {},
-                                 method=FlaxBiGSForMaskedLMModule.mlm_loss)
+        return _mlm_loss(self.module, self.params if params is None else params, *inputs, labels, dropout_rng,
+                         max_predictions=max(1, max_predictions), train=train, padding=padding,
+                         conv_backend=conv_backend)
 
 
 class FlaxBiGSForMaskedLM(_MLMMixin, FlaxBiGSPreTrainedModel):
