@@ -1,0 +1,90 @@
+"""`bigs predict`: classify texts with a fine-tuned checkpoint.
+
+    bigs predict --model_name_or_path bigs_demo "owl red fox and fox sun" "red owl and sun fox"
+    bigs predict --model_name_or_path BiGS_mrpc/ --input_file pairs.tsv --text_columns s1 s2
+
+Prints one JSON object per text: the label and the probability of every label (or the
+score of a regression model). --input_file takes a .txt file (one text a line) or a
+CSV/TSV/JSON(L) file read like `bigs glue --test_file`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from ..errors import BiGSError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bigs predict", allow_abbrev=False, description=__doc__.splitlines()[0])
+    parser.add_argument("texts", nargs="*", help="texts to classify; a TAB inside a text separates a pair")
+    parser.add_argument("--model_name_or_path", required=True, help="fine-tuned checkpoint folder or hub id")
+    parser.add_argument("--input_file", help=".txt (one text a line) or CSV/TSV/JSON(L) with text columns")
+    parser.add_argument("--text_columns", nargs="+", help="text column(s) of --input_file (default: detected)")
+    parser.add_argument("--max_seq_length", type=int, help="default: the tokenizer's model_max_length")
+    parser.add_argument("--padding", choices=("exact", "max_length", "reference"), default="exact")
+    parser.add_argument("--batch_size", type=int, default=32)
+    return parser
+
+
+def _read_texts(args) -> tuple[list[str], list[str] | None]:
+    from ..data.glue import load_user_files
+
+    if args.input_file is None:
+        pairs = [text.split("\t", 1) for text in args.texts]
+        if any(len(pair) == 2 for pair in pairs):
+            return [pair[0] for pair in pairs], [pair[1] if len(pair) == 2 else "" for pair in pairs]
+        return list(args.texts), None
+    if args.input_file.endswith(".txt"):
+        try:
+            with open(args.input_file, encoding="utf-8") as f:
+                return [line.rstrip("\n") for line in f if line.strip()], None
+        except OSError as error:
+            raise BiGSError(f"cannot read --input_file {args.input_file}: {error.strerror}") from None
+    data, _ = load_user_files(test_file=args.input_file, text_columns=args.text_columns)
+    return data["test"].text_a, data["test"].text_b
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    from ..data.glue import Examples
+    from ..modeling import FlaxBiGSForSequenceClassification
+    from ..tokenizer import BiGSTokenizer
+    from ..train.finetune import FinetuneConfig, encode, make_predict_step, predict_logits
+
+    try:
+        texts, pairs = _read_texts(args)
+        if not texts:
+            raise BiGSError("no texts to classify; give them as arguments or with --input_file")
+        model = FlaxBiGSForSequenceClassification.from_pretrained(args.model_name_or_path)
+        tokenizer = BiGSTokenizer.from_pretrained(args.model_name_or_path)
+        max_len = min(args.max_seq_length or tokenizer.model_max_length, model.config.max_position_embeddings)
+        config = FinetuneConfig(output_dir="", max_seq_length=max_len, padding=args.padding,
+                                per_device_eval_batch_size=args.batch_size)
+        data = encode(tokenizer, Examples(texts, pairs, None, list(range(len(texts)))), max_len)
+        step = make_predict_step(model.module, "reference" if args.padding == "reference" else "exact")
+        logits = predict_logits(step, model.params, data, config, tokenizer.pad_token_id)
+    except BiGSError as error:
+        print(f"bigs predict: error: {error}", file=sys.stderr)
+        return 2
+    id2label = model.config.id2label
+    regression = model.config.problem_type == "regression" or model.config.num_labels == 1
+    for i, text in enumerate(texts):
+        row = {"text": text if pairs is None else [text, pairs[i]]}
+        if regression:
+            row["score"] = round(float(logits[i, 0]), 4)
+        else:
+            probs = np.exp(logits[i] - logits[i].max())
+            probs /= probs.sum()
+            row["label"] = id2label[int(probs.argmax())]
+            row["probabilities"] = {id2label[k]: round(float(p), 4) for k, p in enumerate(probs)}
+        print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

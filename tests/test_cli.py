@@ -1,0 +1,34 @@
+"""The `bigs` commands parse their flags and fail with one message and exit code 2."""
+
+import pytest
+
+from bigs.cli import demo, glue, main, predict
+
+PUBLISHED = ("--model_name_or_path JunxiongWang/BiGS_512_MNLI --task_name mrpc --max_seq_length 512 "
+             "--learning_rate 2e-5 --num_train_epochs 3 --per_device_train_batch_size 2 --logging_steps 100 "
+             "--eval_steps 500 --weight_decay 0.01 --output_dir BiGS_mrpc/").split()
+
+
+def test_published_command_parses_as_written():
+    config = glue.config_from_args(glue.build_parser().parse_args(PUBLISHED))
+    assert (config.task_name, config.max_seq_length, config.learning_rate, config.eval_steps) == ("mrpc", 512, 2e-5, 500)
+    assert config.padding == "exact" and config.weight_decay == 0.01
+
+
+@pytest.mark.parametrize("module", [glue, predict, demo])
+def test_unknown_flag_exits_2(module, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--no_such_flag"])
+    assert exit_info.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_dispatcher_lists_commands(capsys):
+    assert main.main([]) == 0
+    assert "glue" in capsys.readouterr().out
+    assert main.main(["nope"]) == 2
+
+
+def test_predict_missing_checkpoint_exits_2(tmp_path, capsys):
+    assert predict.main(["--model_name_or_path", str(tmp_path), "some text"]) == 2
+    assert str(tmp_path) in capsys.readouterr().err

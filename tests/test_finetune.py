@@ -1,0 +1,184 @@
+"""Fine-tuning: the whole job through the CLI entry, resume, frozen kernels, MNLI heads, padding."""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from bigs.cli import glue
+from bigs.data.demo_task import write_demo_files
+from bigs.data.glue import load_user_files
+from bigs.modeling import FlaxBiGSForSequenceClassification
+from bigs.train import finetune
+from bigs.train.progress import Progress
+
+TINY = ["--hidden_size", "32", "--num_hidden_layers", "2", "--intermediate_size", "64", "--num_ssm", "8",
+        "--max_position_embeddings", "64"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+    """Each run jits its own steps; a persistent cache compiles the tiny model's once per module."""
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    yield
+    jax.config.update("jax_compilation_cache_dir", None)
+
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory):
+    return write_demo_files(str(tmp_path_factory.mktemp("demo")), num_train=256, num_eval=64, num_test=20)
+
+
+def _argv(files, output_dir, *extra):
+    return ["--train_file", files["train"], "--validation_file", files["validation"], "--test_file", files["test"],
+            "--tokenizer_name", files["vocab"], "--max_seq_length", "32", "--per_device_train_batch_size", "16",
+            "--learning_rate", "3e-3", "--logging_steps", "2", "--disable_tqdm", "--output_dir", str(output_dir),
+            *TINY, *extra]
+
+
+def _flat(params):
+    return traverse_util.flatten_dict(jax.device_get(params))
+
+
+def test_end_to_end_writes_model_results_and_predictions(demo_files, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert glue.main(_argv(demo_files, out, "--num_train_epochs", "2", "--eval_steps", "8")) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["metric"] == "accuracy" and results["best_step"] in (8, 16, 24, 32)
+    assert [entry["step"] for entry in results["history"]] == [8, 16, 24, 32]
+    model = FlaxBiGSForSequenceClassification.from_pretrained(str(out))
+    assert model.config.id2label == {0: "different", 1: "same"}
+    lines = (out / "predict_results.tsv").read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 21
+    assert {line.split("\t")[1] for line in lines[1:]} <= {"different", "same"}
+    assert list((out / "runs").iterdir())  # TensorBoard event file
+
+    from bigs.cli import predict
+
+    assert predict.main(["--model_name_or_path", str(out), "owl red fox and fox sun", "red and blue"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(rows) == 2 and rows[0]["label"] in ("different", "same")
+    assert sum(rows[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--output_dir", "x", "--no_such_flag"], "unrecognized arguments"),
+    (["--output_dir", "x", "--task_name", "sst3", "--data_dir", "."], "unknown GLUE task 'sst3'"),
+    (["--output_dir", "x", "--train_file", "/nonexistent/train.csv"], "does not exist"),
+])
+def test_bad_input_exits_2_with_one_message(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) if "flag" in argv[-1] else _no_raise() as _:
+        code = glue.main(argv)
+        assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_column_exits_2(demo_files, tmp_path, capsys):
+    code = glue.main(_argv(demo_files, tmp_path / "o", "--label_column", "stars"))
+    assert code == 2
+    assert "no label column 'stars'" in capsys.readouterr().err
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_resume_continues_where_it_stopped(demo_files, tmp_path):
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    args = ("--max_steps", "8", "--eval_steps", "4")
+    assert glue.main(_argv(demo_files, full, *args)) == 0
+    assert glue.main(_argv(demo_files, resumed, *args)) == 0
+    shutil.rmtree(resumed / "checkpoints" / "8")  # as if killed between steps 4 and 8
+    history = json.loads((resumed / "eval_results.json").read_text())["history"]
+    assert glue.main(_argv(demo_files, resumed, *args)) == 2  # a run is there: needs --resume
+    assert glue.main(_argv(demo_files, resumed, *args, "--resume")) == 0
+    after = json.loads((resumed / "eval_results.json").read_text())["history"]
+    expected = json.loads((full / "eval_results.json").read_text())["history"]
+    assert [entry["step"] for entry in after] == [4, 8]  # step 8 redone from the step-4 state
+    assert after[-1]["validation"] == pytest.approx(expected[-1]["validation"]) and history[:1] == after[:1]
+
+
+def test_freeze_kernel_leaves_ssm_kernels_unchanged(demo_files, tmp_path):
+    out = tmp_path / "frozen"
+    assert glue.main(_argv(demo_files, out, "--max_steps", "4", "--freeze_kernel", "--seed", "3")) == 0
+    config = glue.config_from_args(glue.build_parser().parse_args(_argv(demo_files, out, "--seed", "3")))
+    _, spec = load_user_files(demo_files["train"], demo_files["validation"])
+    initial, _ = finetune.load_model(config, spec)
+    before = _flat(initial.checkpoint_params())
+    after = _flat(FlaxBiGSForSequenceClassification.from_pretrained(str(out)).checkpoint_params())
+    frozen = [k for k in before if k[-1] in ("A_re", "A_im", "C", "log_step") or "token_type_embeddings" in k]
+    assert frozen
+    for key in frozen:
+        np.testing.assert_array_equal(before[key], after[key], err_msg="/".join(key))
+    assert any(not np.array_equal(before[k], after[k]) for k in before if k not in frozen)
+
+
+def test_mnli_checkpoint_starts_two_label_and_regression_tasks(demo_files, tmp_path):
+    mnli = tmp_path / "mnli"
+    config = glue.config_from_args(glue.build_parser().parse_args(_argv(demo_files, mnli)))
+    three = finetune.TaskSpec("custom", ("sentence",), ("a", "b", "c"), False, (), (), "accuracy")
+    model, tokenizer = finetune.load_model(config, three)
+    model.save_pretrained(str(mnli), tokenizer=tokenizer)
+
+    # a 2-label task: backbone kept, head re-initialised to [H, 2]
+    out = tmp_path / "two"
+    assert glue.main(_argv(demo_files, out, "--model_name_or_path", str(mnli), "--max_steps", "2")) == 0
+    two = FlaxBiGSForSequenceClassification.from_pretrained(str(out))
+    assert _flat(two.params)[("classifier", "kernel")].shape == (32, 2)
+
+    # a regression task (float targets) from the same 3-label checkpoint
+    reg = tmp_path / "reg.csv"
+    reg.write_text("sentence,score\n" + "".join(f"red fox and {w} owl,{i * 0.5 + 0.25}\n"
+                                                 for i, w in enumerate(["sun", "tree", "fox", "red"] * 8)))
+    out = tmp_path / "regression"
+    argv = ["--model_name_or_path", str(mnli), "--train_file", str(reg), "--validation_file", str(reg),
+            "--max_seq_length", "32", "--max_steps", "2", "--disable_tqdm", "--output_dir", str(out)]
+    assert glue.main(argv) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["metric"] == "pearson" and "mse" in results["eval"]["validation"]
+    assert FlaxBiGSForSequenceClassification.from_pretrained(str(out)).config.num_labels == 1
+
+
+def test_per_batch_exact_padding_predicts_like_padding_to_max_length(demo_files, tmp_path):
+    argv = _argv(demo_files, tmp_path, "--max_seq_length", "64", "--pad_to_multiple_of", "8")
+    config = glue.config_from_args(glue.build_parser().parse_args(argv))
+    data, spec = load_user_files(demo_files["train"], demo_files["validation"])
+    model, tokenizer = finetune.load_model(config, spec)
+    encoded = finetune.encode(tokenizer, data["validation"], 64)
+    step = finetune.make_predict_step(model.module, "exact")
+    per_batch = finetune.predict_logits(step, model.params, encoded, config, 0, batch_size=16)
+    config.padding = "max_length"
+    padded = finetune.predict_logits(step, model.params, encoded, config, 0, batch_size=16)
+    np.testing.assert_allclose(per_batch, padded, atol=1e-5)
+    np.testing.assert_array_equal(per_batch.argmax(-1), padded.argmax(-1))
+
+
+def test_train_batches_are_deterministic_and_cover_every_example(demo_files, tmp_path):
+    data, _ = load_user_files(demo_files["train"])
+    from bigs.tokenizer import BiGSTokenizer
+
+    encoded = finetune.encode(BiGSTokenizer.from_vocab(demo_files["vocab"]), data["train"], 32)
+    first = finetune.train_batch_order(encoded, 16, epoch=1, seed=0, bucket=True)
+    again = finetune.train_batch_order(encoded, 16, epoch=1, seed=0, bucket=True)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert sorted(np.concatenate(first).tolist()) == list(range(len(encoded)))
+
+
+def test_progress_logs_to_tensorboard(tmp_path):
+    with Progress(4, str(tmp_path), disable=True) as progress:
+        for step in range(1, 5):
+            progress.update(step, 8, {"loss": 1.0 / step, "lr": 1e-3} if step % 2 == 0 else None)
+        progress.log_eval(4, {"accuracy": 0.5})
+    assert progress.rate is not None and progress.rate > 0
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path))
