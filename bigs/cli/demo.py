@@ -1,7 +1,7 @@
 """`bigs demo`: train a small BiGS from scratch, evaluate it, save it, in a few minutes offline.
 
-The default task is built in (bigs.data.demo_task: are the words either side of "and" the
-same?), so nothing is downloaded. `--task sst2 --data_dir glue_data` runs GLUE SST-2 instead
+The default task is built in (bigs.data.demo_task: does "open" come before "close"?), so
+nothing is downloaded. `--task sst2 --data_dir glue_data` runs GLUE SST-2 instead
 (needs the GLUE files and a BERT vocab.txt via --tokenizer_name).
 """
 
@@ -22,11 +22,11 @@ DEMO_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 12
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bigs demo", allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", default="bigs_demo", help="where the model and results go (overwritten)")
-    parser.add_argument("--task", choices=("both_sides", "sst2"), default="both_sides",
-                        help="both_sides: the built-in task (default); sst2: GLUE SST-2 from --data_dir")
+    parser.add_argument("--task", choices=("order", "sst2"), default="order",
+                        help="order: the built-in task (default); sst2: GLUE SST-2 from --data_dir")
     parser.add_argument("--data_dir", help="GLUE folder for --task sst2")
     parser.add_argument("--tokenizer_name", help="vocab.txt or tokenizer folder for --task sst2")
-    parser.add_argument("--num_train_epochs", type=float, default=3.0)
+    parser.add_argument("--num_train_epochs", type=float, default=8.0)
     parser.add_argument("--max_steps", type=int, default=-1)
     parser.add_argument("--learning_rate", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -44,12 +44,12 @@ def main(argv: list[str] | None = None) -> int:
                   warmup_steps=50, weight_decay=0.01, per_device_train_batch_size=32,
                   per_device_eval_batch_size=128, num_train_epochs=args.num_train_epochs,
                   max_steps=args.max_steps, logging_steps=20, seed=args.seed, disable_tqdm=args.disable_tqdm)
-    if args.task == "both_sides":
+    if args.task == "order":
         files = write_demo_files(os.path.join(args.output_dir, "data"), seed=args.seed)
         config = FinetuneConfig(train_file=files["train"], validation_file=files["validation"],
                                 test_file=files["test"], tokenizer_name=files["vocab"], max_seq_length=32,
                                 model_overrides={**DEMO_MODEL, "max_position_embeddings": 32}, **common)
-        example = "owl red fox and fox sun"
+        example = "sun open owl red fox close tree"
     else:
         if not args.data_dir or not args.tokenizer_name:
             print("bigs demo: error: --task sst2 needs --data_dir (GLUE folder) and --tokenizer_name (vocab.txt)",

@@ -1,15 +1,16 @@
 """A built-in task for `bigs demo`: small, offline, and needing context from both sides.
 
-Each example is a row of words with the marker "and" somewhere inside, e.g.
+Each example is a row of filler words holding the word "open" once and the word "close"
+once, at random places:
 
-    "owl red fox and fox sun"   -> same        (the words around "and" are equal)
-    "owl red fox and sun tree"  -> different
+    "sun open owl red fox close tree"   -> in_order   ("open" comes before "close")
+    "sun close owl red fox open tree"   -> reversed
 
-The label depends on the word to the LEFT of the marker and the word to the RIGHT of it,
-and the marker moves, so the model must bring both neighbours together at one place: what
-BiGS's forward and backward SSMs, multiplied by its gates, are for. The classes are
-balanced (chance is 50%); the files are CSV with columns `sentence,label`, so the demo
-runs through the same path as users' own files.
+The words themselves are the same in both classes; only their order tells them apart. At
+every position between the two, BiGS's forward SSM has seen one of them and its backward
+SSM the other, and the gate multiplies the two: the layer's bidirectional mixing is what
+the task exercises. The classes are balanced (chance is 50%); the files are CSV with
+columns `sentence,label`, so the demo runs through the same path as users' own files.
 """
 
 from __future__ import annotations
@@ -21,34 +22,30 @@ import numpy as np
 
 from ..tokenizer import SPECIAL_TOKENS
 
-WORDS = ("red", "blue", "fox", "owl", "sun", "tree")
-MARKER = "and"
-LABELS = ("different", "same")
+WORDS = ("red", "blue", "fox", "owl", "sun", "tree", "rain", "stone", "river", "bird", "cloud", "leaf")
+FIRST, SECOND = "open", "close"
+LABELS = ("reversed", "in_order")
 
 
-def make_examples(n: int, seed: int, min_words: int = 6, max_words: int = 20) -> list[tuple[str, str]]:
-    """n (sentence, label) pairs, half "same" and half "different"."""
+def make_examples(n: int, seed: int, min_words: int = 6, max_words: int = 30) -> list[tuple[str, str]]:
+    """n (sentence, label) pairs, half "in_order" and half "reversed"."""
     rng = np.random.default_rng(seed)
     examples = []
     for i in range(n):
         length = int(rng.integers(min_words, max_words + 1))
         words = list(rng.choice(WORDS, size=length))
-        at = int(rng.integers(1, length - 1))  # the marker replaces a word with a neighbour each side
-        words[at] = MARKER
-        same = i % 2 == 1
-        if same:
-            words[at + 1] = words[at - 1]
-        elif words[at + 1] == words[at - 1]:
-            words[at + 1] = WORDS[(WORDS.index(words[at - 1]) + int(rng.integers(1, len(WORDS)))) % len(WORDS)]
-        examples.append((" ".join(words), LABELS[int(same)]))
+        left, right = sorted(rng.choice(length, size=2, replace=False))
+        in_order = i % 2 == 1
+        words[left], words[right] = (FIRST, SECOND) if in_order else (SECOND, FIRST)
+        examples.append((" ".join(words), LABELS[int(in_order)]))
     order = rng.permutation(n)
     return [examples[i] for i in order]
 
 
 def write_vocab(path: str) -> str:
-    """A WordPiece vocab.txt: the special tokens, the marker and the words."""
+    """A WordPiece vocab.txt: the special tokens and the task's words."""
     with open(path, "w", encoding="utf-8") as f:
-        f.writelines(token + "\n" for token in (*SPECIAL_TOKENS, MARKER, *WORDS))
+        f.writelines(token + "\n" for token in (*SPECIAL_TOKENS, FIRST, SECOND, *WORDS))
     return path
 
 
