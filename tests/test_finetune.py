@@ -52,7 +52,7 @@ def test_end_to_end_writes_model_results_and_predictions(demo_files, tmp_path, c
     assert results["metric"] == "accuracy" and results["best_step"] in (8, 16, 24, 32)
     assert [entry["step"] for entry in results["history"]] == [8, 16, 24, 32]
     model = FlaxBiGSForSequenceClassification.from_pretrained(str(out))
-    assert model.config.id2label == {0: "reversed", 1: "in_order"}
+    assert model.config.id2label == {0: "in_order", 1: "reversed"}
     lines = (out / "predict_results.tsv").read_text().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == 21
     assert {line.split("\t")[1] for line in lines[1:]} <= {"reversed", "in_order"}
@@ -60,7 +60,7 @@ def test_end_to_end_writes_model_results_and_predictions(demo_files, tmp_path, c
 
     from bigs.cli import predict
 
-    assert predict.main(["--model_name_or_path", str(out), "owl red fox and fox sun", "red and blue"]) == 0
+    assert predict.main(["--model_name_or_path", str(out), "owl open fox close sun", "red close blue open"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert len(rows) == 2 and rows[0]["label"] in ("reversed", "in_order")
     assert sum(rows[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
