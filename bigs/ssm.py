@@ -17,7 +17,9 @@ Three ways to compute the same convolution (`conv_backend`):
   "scan"      the SSM as a recurrence over its num_ssm complex states, in chunks: a
               Toeplitz matmul inside each chunk, the state carried between chunks. Linear
               memory and matmul-bound at any length.
-"auto" picks one by length and platform (`choose_backend`).
+"auto" picks one by length and platform (`choose_backend`). `multi_conv` runs several
+SSMs (BiGS: the forward and the backward one) on one stacked array, so each backend does
+one FFT, batched matmul or scan per layer, with the kernels computed once per layer.
 """
 
 from __future__ import annotations
@@ -47,23 +49,35 @@ def init_A(scaling: str, num_ssm: int) -> tuple[np.ndarray, np.ndarray]:
     n = np.arange(num_ssm, dtype=np.float32)
     if scaling == "hippo":
         # HiPPO-LegS A = -(tril(p p^T) - diag(n)), p = sqrt(2n+1); its normal part is
-        # S = A + P P^T with P = sqrt(n + 1/2): -1/2 on the diagonal plus a skew part
-        # whose eigenvalues i*lambda we get from the Hermitian matrix -i * S.
+        # S = A + P P^T with P = sqrt(n + 1/2): -1/2 on the diagonal (up to rounding) plus a
+        # skew part whose eigenvalues i*lambda we get from the Hermitian matrix -i * S.
+        # The diagonal's entries are single IEEE float32 operations, so numpy gives the
+        # original's bits; its mean is taken by XLA, as in the original.
+        p = np.sqrt(np.float32(1) + np.float32(2) * n)
+        low_rank = np.sqrt(n + np.float32(0.5))
+        diagonal = -(p * p - n) + low_rank * low_rank
         with jax.ensure_compile_time_eval():  # also when called while tracing an init
-            nj = jnp.asarray(n)
-            p = jnp.sqrt(1 + 2 * nj)
-            legs = -(jnp.tril(p[:, None] * p[None, :]) - jnp.diag(nj))
-            low_rank = jnp.sqrt(nj + 0.5)
-            normal = legs + low_rank[:, None] * low_rank[None, :]
-            a_re = jnp.full((num_ssm,), jnp.mean(jnp.diagonal(normal)))
-            a_im = jnp.linalg.eigh(normal * -1j)[0]
-            return np.asarray(a_re, np.float32), np.asarray(a_im, np.float32)
+            a_re = np.full((num_ssm,), np.asarray(jnp.mean(jnp.asarray(diagonal))), np.float32)
+            a_im = np.asarray(_hippo_eigenvalues(num_ssm), np.float32)
+        return a_re, a_im
     a_re = np.full((num_ssm,), -0.5, np.float32)
     if scaling == "lin":
         return a_re, (np.pi * n).astype(np.float32)
     if scaling == "inv":
         return a_re, (num_ssm / np.pi * (num_ssm / (2 * n + 1) - 1)).astype(np.float32)
     raise ValueError(f"unknown S4D scaling {scaling!r}; expected 'hippo', 'lin' or 'inv'")
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _hippo_eigenvalues(num_ssm: int) -> jax.Array:
+    """lambda [num_ssm] float32: eigenvalues of -i * S, S the normal part of HiPPO-LegS.
+    Jitted: one compilation instead of one per eager op (model construction time)."""
+    n = jnp.arange(num_ssm, dtype=jnp.float32)
+    p = jnp.sqrt(1 + 2 * n)
+    legs = -(jnp.tril(p[:, None] * p[None, :]) - jnp.diag(n))
+    low_rank = jnp.sqrt(n + 0.5)
+    normal = legs + low_rank[:, None] * low_rank[None, :]
+    return jnp.linalg.eigh(normal * -1j)[0]
 
 
 # -------------------------------------------------------------------------- kernel
@@ -84,54 +98,80 @@ def ssm_kernel(A_re, A_im, C, log_step, length: int) -> jax.Array:
 
 
 # --------------------------------------------------------------------- convolution
+# Longest length at which "auto" uses the Toeplitz matmul. Measured on a 2-core CPU at
+# hidden 768, scan chunk 64 (ns per token, toeplitz / scan): L=512 22k / 38k,
+# L=1024 71k / 49k; the FFT was never the fastest on CPU (40k at 512, 265k at 16k).
+TOEPLITZ_MAX_LENGTH = 512
+# Steps per chunk of the "scan" backend. Per element the in-chunk Toeplitz matmul costs
+# 2*chunk FLOPs and the state read/write about 8*num_ssm; measured on CPU at num_ssm 64,
+# L=4096, 64 was fastest (chunks 64/128/256/512: 167/186/449/520 ms, bench_conv.py).
+SCAN_CHUNK = 64
+
+
 def choose_backend(length: int, platform: str | None = None) -> str:
-    """The fastest exact backend for this length on this platform (measured in
-    benchmarks/bench_conv.py): the Toeplitz matmul while its L^2 cost is small next to the
-    layer's dense matmuls, then the FFT on GPU/TPU and the chunked scan on CPU."""
+    """The fastest exact backend for this length on this platform.
+
+    CPU thresholds come from benchmarks/bench_conv.py (both directions of one layer at
+    hidden 768, batch 8 at L=512 down to 1 from L=4096; docs/performance.md): the Toeplitz matmul wins while its L^2
+    cost is small, then the chunked scan, whose cost is linear in L. On GPU/TPU the FFT
+    (what the original uses) takes over after the Toeplitz range.
+    """
     platform = platform or jax.default_backend()
-    if length <= 512:
+    if length <= TOEPLITZ_MAX_LENGTH:
         return "toeplitz"
     return "fft" if platform in ("gpu", "cuda", "rocm", "tpu") else "scan"
 
 
-def causal_conv(u: jax.Array, K: jax.Array, D: jax.Array, *, reverse: bool = False,
-                backend: str = "fft") -> jax.Array:
-    """y = K * u + D u along the length axis; u [batch, length, channels], K [length].
+def stack_directions(*params: dict) -> dict:
+    """S4D param dicts -> one dict whose leaves have a leading direction axis [D, ...]."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *params)
 
-    reverse=True runs the convolution right-to-left (the backward SSM): it equals
-    flip(causal_conv(flip(u))) along the length axis.
+
+def multi_conv(u: jax.Array, params: dict, reverse: tuple[bool, ...], *, backend: str,
+               chunk: int = SCAN_CHUNK) -> jax.Array:
+    """D independent S4D layers on one array: u [B, L, D, C] -> y [B, L, D, C].
+
+    `params` holds D stacked S4D layers (`stack_directions`); layer d is causal, or
+    anti-causal if reverse[d]. BiGS runs its forward and backward SSM as D=2, so each
+    backend does one FFT / one batched matmul / one scan per layer for both directions.
+    y = K_d * u[:, :, d] + D_d u[:, :, d], computed in float32 whatever u's dtype.
     """
-    if backend == "fft":
-        y = _conv_fft(u, K, reverse)
-    elif backend == "toeplitz":
-        y = _conv_toeplitz(u, K, reverse)
-    elif backend == "scan":
-        raise ValueError("the 'scan' backend needs the SSM parameters: use ssm_conv")
+    if len(reverse) != u.shape[2]:
+        raise ValueError(f"reverse has {len(reverse)} entries but u has {u.shape[2]} SSMs (axis 2)")
+    u32 = u.astype(jnp.float32)
+    length = u.shape[1]
+    if backend == "scan":
+        y = _conv_chunked_scan(u32, params, reverse, min(chunk, length))
+    elif backend in ("fft", "toeplitz"):
+        K = jax.vmap(ssm_kernel, in_axes=(0, 0, 0, 0, None))(
+            params["A_re"], params["A_im"], params["C"], params["log_step"], length)   # [D, L]
+        y = _conv_fft(u32, K, reverse) if backend == "fft" else _conv_toeplitz(u32, K, reverse)
     else:
         raise ValueError(f"unknown conv_backend {backend!r}; expected one of {BACKENDS} or 'auto'")
-    return (y + D.astype(jnp.float32) * u.astype(jnp.float32)).astype(u.dtype)
+    skip = params["D"].astype(jnp.float32).reshape(1, 1, -1, 1)
+    return (y + skip * u32).astype(u.dtype)
 
 
 def ssm_conv(u: jax.Array, params: dict, *, reverse: bool = False, backend: str = "fft",
-             chunk: int = 256) -> jax.Array:
-    """Apply one S4D layer, given its params {A_re, A_im, C, D, log_step}, to u [B, L, H]."""
-    length = u.shape[1]
-    if backend == "scan":
-        y = _conv_chunked_scan(u, params, reverse, min(chunk, length))
-        return (y + params["D"].astype(jnp.float32) * u.astype(jnp.float32)).astype(u.dtype)
-    K = ssm_kernel(params["A_re"], params["A_im"], params["C"], params["log_step"], length)
-    return causal_conv(u, K, params["D"], reverse=reverse, backend=backend)
+             chunk: int = SCAN_CHUNK) -> jax.Array:
+    """Apply one S4D layer, given its params {A_re, A_im, C, D, log_step}, to u [B, L, C].
+
+    reverse=True runs it right-to-left (the backward SSM): it equals
+    flip(ssm_conv(flip(u))) along the length axis.
+    """
+    y = multi_conv(u[:, :, None], stack_directions(params), (reverse,), backend=backend, chunk=chunk)
+    return y[:, :, 0]
 
 
 def _conv_fft(u, K, reverse):
+    """u [B, L, D, C] float32, K [D, L]: one zero-padded real FFT for all D convolutions.
+    An anti-causal convolution is a correlation: multiply by the conjugate spectrum."""
     length = u.shape[1]
-    u32 = u.astype(jnp.float32)
-    if reverse:
-        u32 = jnp.flip(u32, axis=1)
     n = 2 * length
-    y = jnp.fft.irfft(jnp.fft.rfft(u32, n=n, axis=1) * jnp.fft.rfft(K, n=n)[None, :, None],
-                      n=n, axis=1)[:, :length]
-    return jnp.flip(y, axis=1) if reverse else y
+    spectrum = jnp.fft.rfft(K, n=n)                                      # [D, F]
+    spectrum = jnp.where(jnp.asarray(reverse)[:, None], jnp.conj(spectrum), spectrum)
+    y = jnp.fft.irfft(jnp.fft.rfft(u, n=n, axis=1) * spectrum.T[None, :, :, None], n=n, axis=1)
+    return y[:, :length]
 
 
 def toeplitz(K: jax.Array, reverse: bool = False) -> jax.Array:
@@ -143,47 +183,64 @@ def toeplitz(K: jax.Array, reverse: bool = False) -> jax.Array:
 
 
 def _conv_toeplitz(u, K, reverse):
-    T = toeplitz(K, reverse).astype(u.dtype)
-    return jnp.einsum("lm,bmh->blh", T, u, preferred_element_type=jnp.float32)
+    """u [B, L, D, C] float32, K [D, L]: one batched matmul with D Toeplitz matrices."""
+    batch, length, num_dirs, channels = u.shape
+    T = jnp.stack([toeplitz(K[d], r) for d, r in enumerate(reverse)])    # [D, L, L]
+    # As D plain [L, L] @ [L, B*C] matmuls: XLA:CPU runs a dot with the batch axis first and
+    # contiguous operands as a library GEMM, other layouts far slower (benchmarks/bench_conv.py).
+    columns = u.transpose(2, 1, 0, 3).reshape(num_dirs, length, batch * channels)
+    y = jnp.matmul(T, columns).reshape(num_dirs, length, batch, channels)
+    return y.transpose(2, 1, 0, 3)
 
 
 def _conv_chunked_scan(u, params, reverse, chunk):
-    """The SSM as a recurrence over chunks of `chunk` steps.
+    """The SSMs as recurrences over chunks of `chunk` steps; u [B, L, D, C] float32.
 
     State x_n[t] = exp(dtA_n) x_n[t-1] + u[t], output y[t] = Re sum_n C'_n x_n[t]. Inside a
     chunk the contribution of the chunk's own inputs is a Toeplitz matmul with K[:chunk];
     the state entering the chunk adds Re sum_n C'_n exp((j+1) dtA_n) x_n[start-1] at offset j.
+    The complex state is kept as real and imaginary parts so every product is a real matmul,
+    and the work runs in the layout [D, length, B*C] so each is a plain batched GEMM.
+    Anti-causal SSMs run on the flipped sequence.
     """
-    batch, length, channels = u.shape
-    u32 = u.astype(jnp.float32)
-    if reverse:
-        u32 = jnp.flip(u32, axis=1)
+    batch, length, num_dirs, channels = u.shape
+    columns = u.transpose(2, 1, 0, 3).reshape(num_dirs, length, batch * channels)
+    columns = _flip_reversed(columns, reverse)
     pad = (-length) % chunk
-    u32 = jnp.pad(u32, ((0, 0), (0, pad), (0, 0)))
-    num_chunks = u32.shape[1] // chunk
-    chunks = u32.reshape(batch, num_chunks, chunk, channels).transpose(1, 0, 2, 3)
+    columns = jnp.pad(columns, ((0, 0), (0, pad), (0, 0)))
+    num_chunks = columns.shape[1] // chunk
+    chunks = columns.reshape(num_dirs, num_chunks, chunk, batch * channels).swapaxes(0, 1)
 
-    dtA, C_bar = discretize(params["A_re"], params["A_im"], params["C"], params["log_step"])
+    dtA, C_bar = jax.vmap(discretize)(params["A_re"], params["A_im"], params["C"], params["log_step"])
     steps = jnp.arange(chunk, dtype=jnp.float32)
-    decay = jnp.exp(dtA[:, None] * steps[None, :])                     # [N, T]: exp(j dtA)
-    T_in = toeplitz(jnp.real(jnp.einsum("n,nt->t", C_bar, decay)))      # [T, T]
+    decay = jnp.exp(dtA[:, :, None] * steps)                              # [D, N, T]: exp(j dtA)
+    T_in = jax.vmap(toeplitz)(jnp.real(jnp.einsum("dn,dnt->dt", C_bar, decay)))   # [D, T, T]
     # Output from the carried state: Re sum_n C'_n exp((j+1) dtA_n) x_n, split re/im.
-    out_from_state = C_bar[:, None] * decay * jnp.exp(dtA)[:, None]     # [N, T]
+    out_from_state = (C_bar[:, :, None] * decay * jnp.exp(dtA)[:, :, None]).swapaxes(1, 2)  # [D, T, N]
+    from_state = jnp.concatenate([out_from_state.real, -out_from_state.imag], axis=2)     # [D, T, 2N]
     # State update from the chunk's inputs: x_n += sum_j exp((T-1-j) dtA_n) u[j].
-    state_from_input = jnp.flip(decay, axis=1)                          # [N, T]
-    chunk_decay = jnp.exp(dtA * chunk)                                   # [N]
+    state_from_input = jnp.flip(decay, axis=2)                                             # [D, N, T]
+    from_input = jnp.concatenate([state_from_input.real, state_from_input.imag], axis=1)  # [D, 2N, T]
+    chunk_decay = jnp.exp(dtA * chunk)[:, :, None]                                         # [D, N, 1]
+    decay_re, decay_im = chunk_decay.real, chunk_decay.imag
+    num_ssm = dtA.shape[1]
 
-    def step(state, u_chunk):                        # state [B, N, H] complex64
-        y = jnp.einsum("tj,bjh->bth", T_in, u_chunk)
-        y = y + (jnp.einsum("nt,bnh->bth", out_from_state.real, state.real)
-                 - jnp.einsum("nt,bnh->bth", out_from_state.imag, state.imag))
-        new = chunk_decay[None, :, None] * state + (
-            jnp.einsum("nt,bth->bnh", state_from_input.real, u_chunk)
-            + 1j * jnp.einsum("nt,bth->bnh", state_from_input.imag, u_chunk))
-        return new, y
+    def step(state, u_chunk):                  # state [D, 2N, B*C]: real parts, then imaginary
+        y = jnp.matmul(T_in, u_chunk) + jnp.matmul(from_state, state)
+        state_re, state_im = state[:, :num_ssm], state[:, num_ssm:]
+        rotated = jnp.concatenate([decay_re * state_re - decay_im * state_im,
+                                   decay_re * state_im + decay_im * state_re], axis=1)
+        return rotated + jnp.matmul(from_input, u_chunk), y
 
-    state0 = jnp.zeros((batch, dtA.shape[0], channels), jnp.complex64)
-    _, ys = jax.lax.scan(step, state0, chunks)
-    y = ys.transpose(1, 0, 2, 3).reshape(batch, num_chunks * chunk, channels)[:, :length]
-    return jnp.flip(y, axis=1) if reverse else y
+    state0 = jnp.zeros((num_dirs, 2 * num_ssm, batch * channels), jnp.float32)
+    _, ys = jax.lax.scan(step, state0, chunks)                 # [chunks, D, T, B*C]
+    y = ys.swapaxes(0, 1).reshape(num_dirs, num_chunks * chunk, batch * channels)[:, :length]
+    y = _flip_reversed(y, reverse)
+    return y.reshape(num_dirs, length, batch, channels).transpose(2, 1, 0, 3)
 
+
+def _flip_reversed(columns, reverse):
+    """Flip the length axis of the SSMs d with reverse[d] (columns [D, L, N])."""
+    if not any(reverse):
+        return columns
+    return jnp.stack([jnp.flip(columns[d], axis=0) if r else columns[d] for d, r in enumerate(reverse)])
