@@ -1,0 +1,274 @@
+"""BiGS vs Hugging Face BERT on this machine: forward pass and MLM training step.
+
+Each case (model x mode x length) runs in a fresh subprocess, so its peak RSS is its own.
+Reports tokens/s, ms per call, peak RSS, compile time, model construction time and
+model-FLOPs utilisation (MFU) against the fp32 matmul peak measured in the same run
+(jax, square 2048^3 and 4096^3; the larger is the peak), and MFU* against a 2048^3 matmul
+timed in each case's own process right after it (honest when others share the machine).
+
+    python benchmarks/bench.py                          # base size, L = 128 .. 16384
+    python benchmarks/bench.py --lengths 128 512 --no-bert --json out.json
+    python benchmarks/bench.py --quick --in-process     # tiny model, seconds (the test)
+
+Base size: 12 layers, hidden 768, intermediate 3072, num_ssm 64, vocab 30522, float32;
+batch 8 at L <= 512 and batch 1 above (shared/ANCHORS.md). BERT needs the `bench` extra
+(torch, transformers); it is skipped above --bert-max-length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+BASE = dict(num_hidden_layers=12, hidden_size=768, intermediate_size=3072, num_ssm=64, vocab_size=30522)
+TINY = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_ssm=16, vocab_size=1000)
+MASK_FRACTION = 0.15
+
+
+# ----------------------------------------------------------------------- FLOPs
+def model_flops(model: str, mode: str, size: dict, batch: int, length: int) -> float:
+    """Model FLOPs of one call (2 per multiply-add; backward = 2x forward).
+
+    BiGS layer: seven dense layers 2(3HI + 4H^2) per token (the convolutions are not
+    counted). BERT layer: 2(4H^2 + 2HI + 2LH). The MLM head (transform + decoder) is
+    counted where it runs: BiGS at the labelled positions, BERT at every position.
+    """
+    H, I, V, layers = size["hidden_size"], size["intermediate_size"], size["vocab_size"], size["num_hidden_layers"]
+    tokens = batch * length
+    if model == "bigs":
+        per_token = 2 * (3 * H * I + 4 * H * H)
+        head_tokens = int(round(MASK_FRACTION * length)) * batch
+    else:
+        per_token = 2 * (4 * H * H + 2 * H * I + 2 * length * H)
+        head_tokens = tokens
+    forward = layers * per_token * tokens
+    if mode == "forward":
+        return float(forward)
+    return float(3 * (forward + head_tokens * 2 * (H * H + H * V)))
+
+
+# ----------------------------------------------------------------------- cases
+def _timed(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _labels(rng, batch, length, vocab):
+    import numpy as np
+
+    labels = np.full((batch, length), -100, np.int64)
+    count = max(1, int(round(MASK_FRACTION * length)))
+    for row in labels:
+        row[rng.choice(length, count, replace=False)] = rng.randint(1, vocab, count)
+    return labels
+
+
+def run_matmul(case: dict) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    n = case["n"]
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, a).block_until_ready()
+    seconds = _timed(lambda: matmul(a, a).block_until_ready(), case["repeats"])
+    return {"gflops": 2 * n ** 3 / seconds / 1e9}
+
+
+def run_bigs(case: dict) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from bigs import BiGSConfig, FlaxBiGSForMaskedLM, FlaxBiGSModel
+
+    batch, length = case["batch"], case["length"]
+    config = BiGSConfig(**case["size"], max_position_embeddings=length, remat=case.get("remat", False))
+    start = time.perf_counter()
+    model = (FlaxBiGSModel if case["mode"] == "forward" else FlaxBiGSForMaskedLM)(config)
+    jax.block_until_ready(model.params)
+    construct = time.perf_counter() - start
+
+    rng = np.random.RandomState(0)
+    ids = jnp.asarray(rng.randint(1, config.vocab_size, (batch, length)), jnp.int32)
+    inputs = (ids, jnp.ones_like(ids), jnp.zeros_like(ids), jnp.broadcast_to(jnp.arange(length), ids.shape))
+    if case["mode"] == "forward":
+        def forward(params, *inputs):
+            return model.module.apply({"params": params}, *inputs).last_hidden_state
+        fn, args = jax.jit(forward), (model.params, *inputs)
+    else:
+        labels = jnp.asarray(_labels(rng, batch, length, config.vocab_size), jnp.int32)
+        max_predictions = int(round(MASK_FRACTION * length)) or 1
+        optimizer = optax.adamw(1e-4, b1=0.9, b2=0.98, eps=1e-6, weight_decay=0.05)
+
+        def loss_fn(params):
+            return model.module.apply({"params": params}, *inputs, labels, max_predictions=max_predictions,
+                                      method=model.module_class.mlm_loss).loss
+
+        def train_step(params, opt_state):
+            loss, grads = jax.value_and_grad(loss_fn)(params)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+        fn, args = jax.jit(train_step, donate_argnums=(0, 1)), (model.params, optimizer.init(model.params))
+
+    start = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    state = {"args": args}
+
+    def call():
+        out = compiled(*state["args"])
+        jax.block_until_ready(out)
+        if case["mode"] == "train":
+            state["args"] = out[:2]
+    call()
+    return {"seconds": _timed(call, case["repeats"]), "compile_s": compile_s, "construct_s": construct}
+
+
+def run_bert(case: dict) -> dict:
+    import numpy as np
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertModel
+
+    size, batch, length = case["size"], case["batch"], case["length"]
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=size["vocab_size"], hidden_size=size["hidden_size"],
+                        num_hidden_layers=size["num_hidden_layers"], intermediate_size=size["intermediate_size"],
+                        num_attention_heads=max(1, size["hidden_size"] // 64), max_position_embeddings=length,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="sdpa")
+    start = time.perf_counter()
+    model = (BertModel if case["mode"] == "forward" else BertForMaskedLM)(config)
+    construct = time.perf_counter() - start
+    rng = np.random.RandomState(0)
+    ids = torch.from_numpy(rng.randint(1, size["vocab_size"], (batch, length)))
+    mask = torch.ones_like(ids)
+    if case["mode"] == "forward":
+        model.eval()
+
+        def call():
+            with torch.no_grad():
+                model(input_ids=ids, attention_mask=mask)
+    else:
+        model.train()
+        labels = torch.from_numpy(_labels(rng, batch, length, size["vocab_size"]))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.05)
+
+        def call():
+            optimizer.zero_grad()
+            model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+            optimizer.step()
+    call()
+    return {"seconds": _timed(call, case["repeats"]), "compile_s": 0.0, "construct_s": construct}
+
+
+RUNNERS = {"matmul": run_matmul, "bigs": run_bigs, "bert": run_bert}
+
+
+def run_case(case: dict) -> dict:
+    result = RUNNERS[case["model"]](case)
+    result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    if case["model"] != "matmul" and case.get("local_peak_n"):
+        # The matmul peak again, right after the case in the same process: on a shared
+        # machine the load changes during a run, and this peak saw the same load.
+        result["local_peak_gflops"] = run_matmul({"n": case["local_peak_n"], "repeats": 2})["gflops"]
+    return result
+
+
+def run_case_subprocess(case: dict, timeout: float) -> dict:
+    command = [sys.executable, os.path.abspath(__file__), "--case", json.dumps(case)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"took more than {timeout:.0f} s"}
+    if done.returncode != 0:
+        return {"skipped": f"failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------ main
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 2048, 8192, 16384])
+    parser.add_argument("--modes", nargs="+", default=["forward", "train"], choices=["forward", "train"])
+    parser.add_argument("--train-max-length", type=int, default=512, help="training step only up to this length")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-bert", action="store_true")
+    parser.add_argument("--bert-max-length", type=int, default=8192,
+                        help="skip BERT above this (16k takes minutes per call on 2 cores)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per case before it is skipped")
+    parser.add_argument("--quick", action="store_true", help="tiny model, L = 32 and 64, batch 2, one repeat")
+    parser.add_argument("--in-process", action="store_true", help="run cases here (RSS is then cumulative)")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.case:
+        print(json.dumps(run_case(json.loads(args.case))))
+        return {}
+
+    size, peak_sizes = (TINY, [256]) if args.quick else (BASE, [2048, 4096])
+    lengths = [32, 64] if args.quick else args.lengths
+    repeats = 1 if args.quick else args.repeats
+    runner = run_case if args.in_process else (lambda case: run_case_subprocess(case, args.timeout))
+    models = ["bigs"]
+    if not args.no_bert:
+        try:
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+            models.append("bert")
+        except ImportError:
+            print("BERT skipped: install the bench extra (pip install -e .[bench])")
+
+    peaks = {n: runner({"model": "matmul", "n": n, "repeats": repeats})["gflops"] for n in peak_sizes}
+    peak = max(peaks.values())
+    print("fp32 matmul peak (jax): " + ", ".join(f"{n}^3 {g:.0f} GFLOP/s" for n, g in peaks.items()))
+
+    rows = []
+    header = f"{'model':<5} {'mode':<8} {'L':>6} {'B':>2} {'ms':>9} {'tok/s':>8} {'MFU':>5} {'MFU*':>5} {'RSS GB':>6} {'compile s':>9} {'build s':>7}"
+    print(header + "\n(MFU: against the run's peak above; MFU*: against a 2048^3 matmul timed in the "
+                   "case's own process right after it)")
+    for mode in args.modes:
+        for length in lengths:
+            if mode == "train" and length > args.train_max_length and not args.quick:
+                continue
+            batch = 2 if args.quick else (8 if length <= 512 else 1)
+            for model in models:
+                row = {"model": model, "mode": mode, "length": length, "batch": batch}
+                if model == "bert" and length > args.bert_max_length:
+                    row["skipped"] = f"L > --bert-max-length={args.bert_max_length}"
+                else:
+                    row.update(runner({"model": model, "mode": mode, "length": length, "batch": batch,
+                                       "size": size, "repeats": 1 if length > 4096 else repeats,
+                                       "local_peak_n": peak_sizes[0]}))
+                if "seconds" in row:
+                    row["tokens_per_s"] = batch * length / row["seconds"]
+                    achieved = model_flops(model, mode, size, batch, length) / row["seconds"] / 1e9
+                    row["mfu"] = achieved / peak
+                    row["mfu_local"] = achieved / row["local_peak_gflops"]
+                    print(f"{model:<5} {mode:<8} {length:>6} {batch:>2} {row['seconds'] * 1e3:>9.0f} "
+                          f"{row['tokens_per_s']:>8.0f} {row['mfu']:>5.2f} {row['mfu_local']:>5.2f} "
+                          f"{row['peak_rss_gb']:>6.2f} {row['compile_s']:>9.1f} {row['construct_s']:>7.1f}",
+                          flush=True)
+                else:
+                    print(f"{model:<5} {mode:<8} {length:>6} {batch:>2}  skipped: {row['skipped']}", flush=True)
+                rows.append(row)
+    result = {"matmul_peak_gflops": peaks, "size": size, "rows": rows,
+              "note": "medians after one warm-up; each case in a fresh process unless --in-process"}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()
