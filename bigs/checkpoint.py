@@ -9,6 +9,7 @@ in memory they are stacked along a leading axis when `config.scan_layers` is set
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -54,9 +55,11 @@ def resolve_file(path_or_id: str | os.PathLike, filename: str, *, revision: str 
     import huggingface_hub
     from huggingface_hub import errors as hub_errors
 
+    download = huggingface_hub.hf_hub_download  # resolve the lazy import first: it resets the hub's log level
     try:
-        return huggingface_hub.hf_hub_download(path, filename, revision=revision, cache_dir=cache_dir,
-                                               token=token, local_files_only=local_files_only)
+        with _quiet_hub_logs():
+            return download(path, filename, revision=revision, cache_dir=cache_dir, token=token,
+                            local_files_only=local_files_only)
     except hub_errors.LocalEntryNotFoundError:  # offline (a subclass of EntryNotFoundError)
         if not required and _cached_repo(path, cache_dir):
             return None
@@ -77,6 +80,18 @@ def resolve_file(path_or_id: str | os.PathLike, filename: str, *, revision: str 
             f"could not reach the Hugging Face hub for {path!r} and it is not in the local cache "
             f"({type(err).__name__}). Offline, pass the path of a local checkpoint folder instead."
         ) from None
+
+
+@contextlib.contextmanager
+def _quiet_hub_logs():
+    """Offline, huggingface_hub logs a warning per connection retry; we raise one clear error instead."""
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(level)
 
 
 def _cached_repo(repo_id: str, cache_dir: str | None) -> bool:
