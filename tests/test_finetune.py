@@ -1,11 +1,13 @@
-"""Fine-tuning: the whole job through the CLI entry, resume, frozen kernels, MNLI heads, padding."""
+"""Fine-tuning: the whole job through the CLI entry, resume, frozen kernels, MNLI heads, padding,
+a real GLUE task (MRPC), and TensorBoard scalars that are all finite."""
 
 import json
+import math
 import os
-import shutil
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from flax import traverse_util
 
@@ -13,11 +15,15 @@ from bigs.cli import glue
 from bigs.data.demo_task import write_demo_files
 from bigs.data.glue import load_user_files
 from bigs.modeling import FlaxBiGSForSequenceClassification
+from bigs.tokenizer import BiGSTokenizer
 from bigs.train import finetune
-from bigs.train.progress import Progress
+from bigs.train.progress import Progress, read_scalars
 
+# One tiny model shape for every run here, so the jitted model functions are shared.
 TINY = ["--hidden_size", "32", "--num_hidden_layers", "2", "--intermediate_size", "64", "--num_ssm", "8",
         "--max_position_embeddings", "64"]
+# The shared run: 4 steps an epoch, 8 steps, evaluated (and checkpointed) at 3, 6 and 8.
+RUN = ("--max_steps", "8", "--eval_steps", "3")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -31,7 +37,7 @@ def compilation_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def demo_files(tmp_path_factory):
-    return write_demo_files(str(tmp_path_factory.mktemp("demo")), num_train=256, num_eval=64, num_test=20)
+    return write_demo_files(str(tmp_path_factory.mktemp("demo")), num_train=64, num_eval=32, num_test=20)
 
 
 def _argv(files, output_dir, *extra):
@@ -41,22 +47,28 @@ def _argv(files, output_dir, *extra):
             *TINY, *extra]
 
 
+@pytest.fixture(scope="module")
+def demo_run(demo_files, tmp_path_factory):
+    """The output_dir of one uninterrupted run (RUN), shared by the tests that read it."""
+    out = tmp_path_factory.mktemp("demo_run")
+    assert glue.main(_argv(demo_files, out, *RUN)) == 0
+    return out
+
+
 def _flat(params):
     return traverse_util.flatten_dict(jax.device_get(params))
 
 
-def test_end_to_end_writes_model_results_and_predictions(demo_files, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert glue.main(_argv(demo_files, out, "--num_train_epochs", "2", "--eval_steps", "8")) == 0
+def test_end_to_end_writes_model_results_and_predictions(demo_run, capsys):
+    out = demo_run
     results = json.loads((out / "eval_results.json").read_text())
-    assert results["metric"] == "accuracy" and results["best_step"] in (8, 16, 24, 32)
-    assert [entry["step"] for entry in results["history"]] == [8, 16, 24, 32]
+    assert results["metric"] == "accuracy" and results["best_step"] in (3, 6, 8)
+    assert [entry["step"] for entry in results["history"]] == [3, 6, 8]
     model = FlaxBiGSForSequenceClassification.from_pretrained(str(out))
     assert model.config.id2label == {0: "in_order", 1: "reversed"}
     lines = (out / "predict_results.tsv").read_text().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == 21
     assert {line.split("\t")[1] for line in lines[1:]} <= {"reversed", "in_order"}
-    assert list((out / "runs").iterdir())  # TensorBoard event file
 
     from bigs.cli import predict
 
@@ -64,6 +76,18 @@ def test_end_to_end_writes_model_results_and_predictions(demo_files, tmp_path, c
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert len(rows) == 2 and rows[0]["label"] in ("reversed", "in_order")
     assert sum(rows[0]["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_tensorboard_gets_only_finite_scalars(demo_run):
+    scalars = read_scalars(demo_run / "runs")
+    tags = {tag for tag, _, _ in scalars}
+    assert {"train/loss", "train/lr", "train/ex_per_s", "validation/accuracy"} <= tags
+    assert [(tag, step, value) for tag, step, value in scalars if not math.isfinite(value)] == []
+    rates = [value for tag, _, value in scalars if tag == "train/ex_per_s"]
+    assert len(rates) == 4 and all(rate > 0 for rate in rates)  # logged at steps 2, 4, 6, 8
+    # the learning rate a step was taken with: linear decay from 3e-3, 3e-3 * (8 - (s - 1)) / 8
+    lrs = {step: value for tag, step, value in scalars if tag == "train/lr"}
+    assert lrs == pytest.approx({s: 3e-3 * (9 - s) / 8 for s in (2, 4, 6, 8)})
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -94,19 +118,60 @@ class _no_raise:
         return False
 
 
-def test_resume_continues_where_it_stopped(demo_files, tmp_path):
-    full, resumed = tmp_path / "full", tmp_path / "resumed"
-    args = ("--max_steps", "8", "--eval_steps", "4")
-    assert glue.main(_argv(demo_files, full, *args)) == 0
-    assert glue.main(_argv(demo_files, resumed, *args)) == 0
-    shutil.rmtree(resumed / "checkpoints" / "8")  # as if killed between steps 4 and 8
-    history = json.loads((resumed / "eval_results.json").read_text())["history"]
-    assert glue.main(_argv(demo_files, resumed, *args)) == 2  # a run is there: needs --resume
-    assert glue.main(_argv(demo_files, resumed, *args, "--resume")) == 0
-    after = json.loads((resumed / "eval_results.json").read_text())["history"]
-    expected = json.loads((full / "eval_results.json").read_text())["history"]
-    assert [entry["step"] for entry in after] == [4, 8]  # step 8 redone from the step-4 state
-    assert after[-1]["validation"] == pytest.approx(expected[-1]["validation"]) and history[:1] == after[:1]
+def _checkpoint_leaves(output_dir, step: int) -> dict:
+    """{path: array} of the saved training state (params, optimiser state, rng) at `step`."""
+    state = ocp.StandardCheckpointer().restore(str(output_dir / "checkpoints" / str(step) / "state"))
+    return {jax.tree_util.keystr(path): np.asarray(leaf)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(state)}
+
+
+def _validation_logits(demo_files, output_dir) -> np.ndarray:
+    config = glue.config_from_args(glue.build_parser().parse_args(_argv(demo_files, output_dir)))
+    model = FlaxBiGSForSequenceClassification.from_pretrained(str(output_dir))
+    data, _ = load_user_files(demo_files["train"], demo_files["validation"])
+    encoded = finetune.encode(BiGSTokenizer.from_pretrained(str(output_dir)), data["validation"], 32)
+    step = finetune.make_predict_step(model.module, "exact")
+    return finetune.predict_logits(step, model.params, encoded, config, 0)
+
+
+def test_resume_continues_where_it_stopped(demo_files, demo_run, tmp_path, monkeypatch):
+    """A run killed during step 7 resumes from its step-6 checkpoint (mid-epoch, one epoch
+    crossed) and ends with the uninterrupted run's params, optimiser state and logits."""
+    resumed = tmp_path / "resumed"
+    make_train_step = finetune.make_train_step
+
+    def dies_in_step_7(*args, **kwargs):
+        step_fn = make_train_step(*args, **kwargs)
+
+        def step(state, batch, index):
+            if int(index) == 6:
+                raise KeyboardInterrupt("killed in step 7")
+            return step_fn(state, batch, index)
+        return step
+
+    monkeypatch.setattr(finetune, "make_train_step", dies_in_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        glue.main(_argv(demo_files, resumed, *RUN))
+    monkeypatch.setattr(finetune, "make_train_step", make_train_step)
+    assert sorted(os.listdir(resumed / "checkpoints")) == ["3", "6"]
+    assert glue.main(_argv(demo_files, resumed, *RUN)) == 2  # a run is there: needs --resume
+    assert glue.main(_argv(demo_files, resumed, *RUN, "--resume")) == 0
+
+    after = json.loads((resumed / "eval_results.json").read_text())
+    expected = json.loads((demo_run / "eval_results.json").read_text())
+    assert [entry["step"] for entry in after["history"]] == [3, 6, 8]
+    assert after["history"] == expected["history"] and after["best_step"] == expected["best_step"]
+    # the final training state: params, Adam moments and counts, rng
+    final, reference = _checkpoint_leaves(resumed, 8), _checkpoint_leaves(demo_run, 8)
+    assert final.keys() == reference.keys() and any("mu" in key for key in final)
+    for key in reference:
+        np.testing.assert_allclose(final[key], reference[key], rtol=0, atol=1e-6, err_msg=key)
+    # the exported best model, and what it predicts
+    saved = _flat(FlaxBiGSForSequenceClassification.from_pretrained(str(resumed)).params)
+    for key, value in _flat(FlaxBiGSForSequenceClassification.from_pretrained(str(demo_run)).params).items():
+        np.testing.assert_allclose(saved[key], value, rtol=0, atol=1e-6, err_msg="/".join(key))
+    np.testing.assert_allclose(_validation_logits(demo_files, resumed), _validation_logits(demo_files, demo_run),
+                               rtol=0, atol=1e-6)
 
 
 def test_freeze_kernel_leaves_ssm_kernels_unchanged(demo_files, tmp_path):
@@ -182,3 +247,24 @@ def test_progress_logs_to_tensorboard(tmp_path):
         progress.log_eval(4, {"accuracy": 0.5})
     assert progress.rate is not None and progress.rate > 0
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path))
+
+
+def test_mrpc_from_glue_tsv_files(shared_dir, vocab_file, tmp_path):
+    """A real GLUE task end to end: the TSV files, the BERT vocabulary, F1/accuracy, and the
+    submission file the GLUE server takes."""
+    out = tmp_path / "mrpc"
+    argv = ["--task_name", "mrpc", "--data_dir", str(shared_dir / "data" / "glue"), "--tokenizer_name", str(vocab_file),
+            "--max_train_samples", "16", "--max_eval_samples", "16", "--max_predict_samples", "8",
+            "--max_seq_length", "64", "--per_device_train_batch_size", "8", "--max_steps", "2",
+            "--learning_rate", "3e-3", "--disable_tqdm", "--output_dir", str(out), *TINY]
+    assert glue.main(argv) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["metric"] == "combined" and results["best_step"] == 2
+    validation = results["eval"]["validation"]
+    assert {"f1", "accuracy", "combined"} <= validation.keys()
+    assert validation["combined"] == pytest.approx((validation["f1"] + validation["accuracy"]) / 2)
+    lines = (out / "MRPC.tsv").read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 1 + 8
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [index for index, _ in rows] == [str(i) for i in range(8)]  # the test file's ids
+    assert {prediction for _, prediction in rows} <= {"0", "1"}

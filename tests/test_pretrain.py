@@ -8,11 +8,13 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
 from bigs.cli.pretrain import main
 from bigs.data.pretraining import build_shards, train_wordpiece
+from bigs.train.progress import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = "the cat sat on a mat while dogs ran far away from big red houses near green trees".split()
@@ -101,16 +103,24 @@ def test_sigkill_then_rerun_resumes_exactly(shards, tmp_path):
     assert [e["step"] for e in evals][-1] == 30 and 0 <= evals[-1]["accuracy"] <= 1
 
 
-@pytest.mark.slow
-def test_export_loads_and_resume_checks(shards, tmp_path, capsys):
+# Run by the `trained` fixture; without dropout, so a model's training loss is its loss.
+TRAINED = ("--num_total_train_steps", "4", "--save_steps", "2", "--eval_steps", "4", "--ssm_lr_factor", "0.1",
+           "--gradient_accumulation_steps", "2", "--schedule_type", "linear", "--hidden_dropout_prob", "0")
+
+
+@pytest.fixture(scope="module")
+def trained(shards, tmp_path_factory) -> Path:
+    """The output_dir of one finished 4-step run, shared by the tests that read or continue it."""
+    out = tmp_path_factory.mktemp("trained")
+    assert main(tiny_flags(shards, out, *TRAINED)) == 0
+    return out
+
+
+def test_export_loads_and_resume_checks(shards, trained, capsys):
     from bigs.modeling import FlaxBiGSForMaskedLM, FlaxBiGSForSequenceClassification
     from bigs.tokenizer import BiGSTokenizer
 
-    out = tmp_path / "out"
-    code = main(tiny_flags(shards, out, "--num_total_train_steps", "4", "--save_steps", "2", "--eval_steps", "4",
-                           "--ssm_lr_factor", "0.1", "--gradient_accumulation_steps", "2",
-                           "--schedule_type", "linear"))
-    assert code == 0
+    out = trained
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == ["2", "4"]
     assert any((out / "tensorboard").iterdir())
     model = FlaxBiGSForMaskedLM.from_pretrained(out)
@@ -121,11 +131,53 @@ def test_export_loads_and_resume_checks(shards, tmp_path, capsys):
     assert classifier(batch["input_ids"]).logits.shape == (1, 2)
     # Rerunning a finished run restores its last checkpoint and trains no further;
     # rerunning with other settings is refused.
-    same = tiny_flags(shards, out, "--num_total_train_steps", "4", "--save_steps", "2", "--eval_steps", "4",
-                      "--ssm_lr_factor", "0.1", "--gradient_accumulation_steps", "2", "--schedule_type", "linear")
-    assert main(same) == 0
-    assert main(same + ["--hidden_size", "16"]) == 2
+    before = (out / "metrics.jsonl").read_text()
+    assert main(tiny_flags(shards, out, *TRAINED)) == 0
+    assert (out / "metrics.jsonl").read_text() == before
+    assert main(tiny_flags(shards, out, *TRAINED, "--hidden_size", "16")) == 2
     assert "--overwrite_output_dir" in capsys.readouterr().err
+
+
+def test_tensorboard_gets_only_finite_scalars(trained):
+    scalars = read_scalars(trained / "tensorboard")
+    assert {"train/loss", "train/lr", "train/tok_per_s", "eval/loss", "eval/accuracy"} <= {s[0] for s in scalars}
+    assert [s for s in scalars if not np.isfinite(s[2])] == []
+
+
+def test_model_name_or_path_starts_from_that_checkpoint(shards, trained, tmp_path):
+    """The first step of a run continued from an exported model is taken from its params:
+    its loss is that model's loss on the run's first batch."""
+    from bigs.data.pretraining import ShardDataset
+    from bigs.modeling import FlaxBiGSForMaskedLM
+    from bigs.train.pretrain import make_eval_step, model_inputs
+
+    out = tmp_path / "continued"
+    assert main(tiny_flags(shards, out, "--model_name_or_path", str(trained), "--num_total_train_steps", "2",
+                           "--eval_steps", "0", "--report_to", "none")) == 0
+    first_loss = train_losses(out)[1]
+
+    model = FlaxBiGSForMaskedLM.from_pretrained(trained)
+    batch, _ = next(ShardDataset(str(shards), seed=0).iterate(8))
+    arrays = model_inputs(batch)
+    loss_sum, _, count = jax.jit(make_eval_step(model, batch["masked_lm_positions"].shape[1]))(model.params, arrays)
+    assert first_loss == pytest.approx(float(loss_sum) / int(count), rel=1e-5)
+    continued = FlaxBiGSForMaskedLM.from_pretrained(out)
+    assert continued.config.to_dict() == model.config.to_dict()
+
+
+def test_bfloat16_trains_with_float32_params(shards, tmp_path):
+    from flax import serialization
+
+    out = tmp_path / "bf16"
+    assert main(tiny_flags(shards, out, "--dtype", "bfloat16", "--num_total_train_steps", "3", "--eval_steps", "3",
+                           "--report_to", "none")) == 0
+    losses = train_losses(out)
+    assert sorted(losses) == [1, 2, 3] and all(np.isfinite(list(losses.values())))
+    evaluation = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    assert np.isfinite(evaluation[-1]["loss"])
+    exported = serialization.msgpack_restore((out / "flax_model.msgpack").read_bytes())
+    dtypes = {str(np.asarray(leaf).dtype) for leaf in jax.tree.leaves(exported)}
+    assert dtypes == {"float32"}
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -33,6 +33,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, Sequence
@@ -112,7 +113,7 @@ class FinetuneConfig:
     freeze_kernel: bool = False
     # continue from the latest training checkpoint in output_dir/checkpoints
     resume: bool = False
-    # write into an output_dir that already holds a run
+    # start over in an output_dir that holds a run (its checkpoints/, runs/ and results are deleted)
     overwrite_output_dir: bool = False
     # training checkpoints kept for --resume
     save_total_limit: int = 2
@@ -262,9 +263,13 @@ def loss_fn(logits, labels, weights, is_regression: bool):
 
 
 def make_train_step(module, tx: optax.GradientTransformation, padding: str, is_regression: bool):
-    """state, batch -> state, loss; state = {"params", "opt_state", "rng"}."""
-    def step(state, batch):
-        rng, dropout_rng = jax.random.split(state["rng"])
+    """state, batch, step -> state, loss; state = {"params", "opt_state", "rng"}.
+
+    state["rng"] is the run's key, PRNGKey(seed), and never changes; step `step` (0-based)
+    drops out with fold_in(rng, step). So, like the data order, the dropout of a step is a
+    function of (seed, step) alone, and a resumed run repeats the uninterrupted one exactly."""
+    def train_step(state, batch, step):
+        dropout_rng = jax.random.fold_in(state["rng"], step)
 
         def compute_loss(params):
             logits = _logits(module, params, batch, padding=padding, train=True, dropout_rng=dropout_rng)
@@ -273,9 +278,9 @@ def make_train_step(module, tx: optax.GradientTransformation, padding: str, is_r
         loss, grads = jax.value_and_grad(compute_loss)(state["params"])
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        return {"params": params, "opt_state": opt_state, "rng": rng}, loss
+        return {"params": params, "opt_state": opt_state, "rng": state["rng"]}, loss
 
-    return jax.jit(step, donate_argnums=0)
+    return jax.jit(train_step, donate_argnums=0)
 
 
 def make_predict_step(module, padding: str):
@@ -371,12 +376,23 @@ def load_model(config: FinetuneConfig, spec: TaskSpec) -> tuple[FlaxBiGSForSeque
 
 
 # ------------------------------------------------------------------------------- the run
-def _check_output_dir(config: FinetuneConfig) -> None:
+def _prepare_output_dir(config: FinetuneConfig) -> None:
+    """Refuse an output_dir that holds a run, unless resuming it or overwriting it; overwriting
+    deletes its training checkpoints, logs and results first (a new run cannot save a step
+    the old one saved, and must not resume from it later)."""
     previous = [name for name in ("eval_results.json", "flax_model.msgpack", "checkpoints")
                 if os.path.exists(os.path.join(config.output_dir, name))]
-    if previous and not (config.overwrite_output_dir or config.resume):
+    if not previous or config.resume:
+        return
+    if not config.overwrite_output_dir:
         raise ConfigError(f"output_dir {config.output_dir} already holds a run ({', '.join(previous)}); "
                           "pass --resume to continue it or --overwrite_output_dir to start again")
+    for name in ("checkpoints", "runs", "eval_results.json"):
+        path = os.path.join(config.output_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
 
 
 def _validate(config: FinetuneConfig) -> None:
@@ -395,7 +411,7 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
     phases_given = config.do_train or config.do_eval or config.do_predict
     do_train, do_eval, do_predict = ((config.do_train, config.do_eval, config.do_predict) if phases_given
                                      else (True, True, True))
-    _check_output_dir(config)
+    _prepare_output_dir(config)
     if config.model_name_or_path is not None:
         BiGSConfig.from_pretrained(config.model_name_or_path)  # an unreachable checkpoint fails first, by name
     data, spec = load_data(config)
@@ -502,12 +518,14 @@ def train(config: FinetuneConfig, spec: TaskSpec, model, encoded: dict[str, Enco
             epoch, skip = divmod(step, per_epoch)
             for indices in train_batch_order(train_data, batch_size, epoch, config.seed, bucket)[skip:]:
                 width = padded_length(int(train_data.lengths[indices].max()), config)
-                state, loss = train_step(state, make_batch(train_data, indices, batch_size, width, pad_id))
+                state, loss = train_step(state, make_batch(train_data, indices, batch_size, width, pad_id),
+                                         np.int32(step))
                 step += 1
                 losses.append(loss)
                 scalars = None
                 if step % config.logging_steps == 0 or step == total_steps:
-                    scalars = {"loss": float(np.mean(jax.device_get(losses))), "lr": float(schedule(step))}
+                    # the learning rate this step was taken with (optax counts updates from 0)
+                    scalars = {"loss": float(np.mean(jax.device_get(losses))), "lr": float(schedule(step - 1))}
                     losses = []
                 progress.update(step, len(indices), scalars)
                 if step % eval_every == 0 or step == total_steps:

@@ -122,14 +122,15 @@ def make_train_state(model: FlaxBiGSForMaskedLM, tx, seed: int, mesh, params=Non
     (so a model too big for one device is never whole on one), and those shardings."""
     rng = jax.random.PRNGKey(seed)
 
-    def init(rng):
+    # `params` is an argument, not a closure: a checkpoint's arrays are not baked into the program.
+    def init(rng, params):
         model_params = model.init_weights(rng) if params is None else params
         return {"params": model_params, "opt_state": tx.init(model_params), "step": jnp.int32(0),
                 "rng": jax.random.key_data(rng)}
 
-    shapes = jax.eval_shape(init, rng)
+    shapes = jax.eval_shape(init, rng, params)
     state_shardings = sharding.tree_shardings(shapes, mesh)
-    state = jax.jit(init, out_shardings=state_shardings)(rng)
+    state = jax.jit(init, out_shardings=state_shardings)(rng, params)
     return state, state_shardings
 
 

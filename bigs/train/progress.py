@@ -4,6 +4,7 @@
     progress.update(step, n_items, {"loss": 0.41, "lr": 2e-5})   # after each train step
     progress.log_eval(step, {"accuracy": 0.86})                  # after each evaluation
     progress.close()
+    read_scalars(logdir)   # [(tag, step, value)], e.g. to check a finished run's curves
 
 Throughput (`ex/s` or `tok/s`, after `unit`) is measured between consecutive `update`
 calls that carry scalars (the logging steps), and between `reset_clock` and the next.
@@ -11,7 +12,9 @@ calls that carry scalars (the logging steps), and between `reset_clock` and the 
 
 from __future__ import annotations
 
+import glob
 import os
+import struct
 import time
 from typing import Mapping
 
@@ -89,3 +92,22 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def read_scalars(logdir: str | os.PathLike) -> list[tuple[str, int, float]]:
+    """(tag, step, value) of every scalar in the TensorBoard event files under logdir, in
+    file order, without TensorBoard installed. Records are TFRecord-framed: an 8-byte length,
+    its 4-byte CRC, the Event proto, its 4-byte CRC."""
+    from tensorboardX.proto import event_pb2
+
+    scalars = []
+    for path in sorted(glob.glob(os.path.join(os.fspath(logdir), "**", "events.out.tfevents*"), recursive=True)):
+        with open(path, "rb") as f:
+            data = f.read()
+        position = 0
+        while position + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[position:position + 8])
+            event = event_pb2.Event.FromString(data[position + 12:position + 12 + length])
+            position += 12 + length + 4
+            scalars += [(value.tag, event.step, value.simple_value) for value in event.summary.value]
+    return scalars
