@@ -337,3 +337,15 @@ def test_cli(corpus_slice, vocab_file, tmp_path, capsys):
     assert build_shards_main(["--input", str(corpus_slice[0]), "--output_dir", str(tmp_path / "out"),
                               "--vocab_file", str(vocab_file)]) == 2  # shards already there
     assert "already holds" in capsys.readouterr().err
+
+
+def test_folder_input_finds_text_files_in_subfolders(corpus_slice, vocab_file, tmp_path, capsys):
+    """`--input corpus/` with corpus/<source>/<file>.txt, as ../shared/data/corpus is laid out."""
+    nested = tmp_path / "corpus" / "books"
+    nested.mkdir(parents=True)
+    (nested / corpus_slice[0].name).write_bytes(corpus_slice[0].read_bytes())
+    (tmp_path / "corpus" / "README").write_text("not a text file: no suffix\n")
+    assert build_shards_main(["--input", str(tmp_path / "corpus"), "--output_dir", str(tmp_path / "out"),
+                              "--vocab_file", str(vocab_file), "--max_seq_length", "64"]) == 0
+    assert "train:" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").glob("train_shard_*.hdf5"))

@@ -587,12 +587,13 @@ def read_documents(path: str | os.PathLike) -> list[list[str]]:
 
 
 def _expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given; folders replaced by their *.txt/*.raw/*.text files, sorted."""
+    """Files as given; folders replaced by the *.txt/*.raw/*.text files in them and their
+    subfolders, sorted."""
     files = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in TEXT_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
             if not found:
                 raise DataError(
                     f"input folder {str(path)!r} has no text files; expected *{', *'.join(TEXT_SUFFIXES)}"
