@@ -14,6 +14,7 @@ from .modeling import (
     FlaxBiGSModel,
     FlaxBiGSPreTrainedModel,
 )
+from .tokenizer import BiGSTokenizer
 
 __version__ = "0.1.0"
 
@@ -22,5 +23,5 @@ __all__ = [
     "MODEL_CLASSES", "FlaxBiGSModel", "FlaxBiGSForMaskedLM", "FlaxBiGSForPreTraining",
     "FlaxBiGSForNextSentencePrediction", "FlaxBiGSForSequenceClassification",
     "FlaxBiGSForTokenClassification", "FlaxBiGSForQuestionAnswering", "FlaxBiGSForMultipleChoice",
-    "FlaxBiGSPreTrainedModel",
+    "FlaxBiGSPreTrainedModel", "BiGSTokenizer",
 ]
