@@ -105,12 +105,12 @@ def _cached_repo(repo_id: str, cache_dir: str | None) -> bool:
 # ----------------------------------------------------------------- reading/writing
 def read_params(folder_or_id: str | os.PathLike, **hub_kwargs) -> Params:
     """The nested param tree (numpy float arrays) of a checkpoint, in per-layer layout."""
-    path = resolve_file(folder_or_id, FLAX_WEIGHTS_NAME, required=False, **hub_kwargs)
-    if path is not None:
-        return read_msgpack(path)
-    path = resolve_file(folder_or_id, SAFE_WEIGHTS_NAME, required=False, **hub_kwargs)
-    if path is not None:
-        return read_safetensors(path)
+    for name, read in ((FLAX_WEIGHTS_NAME, read_msgpack), (SAFE_WEIGHTS_NAME, read_safetensors)):
+        path = resolve_file(folder_or_id, name, required=False, **hub_kwargs)
+        if path is not None:
+            tree = read(path)
+            _check_leaves(tree, path)  # one check for both formats: float arrays, no NaN or inf
+            return tree
     raise CheckpointError(f"{os.fspath(folder_or_id)} has neither {FLAX_WEIGHTS_NAME} nor {SAFE_WEIGHTS_NAME}")
 
 
@@ -125,7 +125,6 @@ def read_msgpack(path: str) -> Params:
         ) from None
     if not isinstance(tree, dict) or not tree:
         raise CheckpointError(f"{path} does not hold a parameter tree (got {type(tree).__name__})")
-    _check_leaves(tree, path)
     return tree
 
 
