@@ -18,6 +18,7 @@ unchanged (see checkpoint.py). Differences from the official implementation:
 
 from __future__ import annotations
 
+import functools
 import os
 from functools import partial
 from typing import Any
@@ -28,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import ssm
+from .initializers import flax_initializer as initializer
+from .initializers import init_params
 from .config import BiGSConfig
 from .errors import ConfigError, InputError
 from .outputs import (
@@ -56,23 +59,14 @@ def gelu_erf(x):
     return jax.nn.gelu(x, approximate=False)
 
 
-def _normal(config: BiGSConfig):
-    return nn.initializers.normal(stddev=config.initializer_range)
-
-
 def _dense(config, features, dtype, name):
-    return nn.Dense(features, dtype=dtype, param_dtype=jnp.float32,
-                    kernel_init=_normal(config), name=name)
+    return nn.Dense(features, dtype=dtype, param_dtype=jnp.float32, name=name,
+                    kernel_init=initializer("kernel", config), bias_init=initializer("bias", config))
 
 
 def _layer_norm(config, dtype, name="LayerNorm"):
-    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=dtype, param_dtype=jnp.float32, name=name)
-
-
-def _uniform(low: float, high: float):
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, minval=low, maxval=high)
-    return init
+    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=dtype, param_dtype=jnp.float32, name=name,
+                        scale_init=initializer("scale", config), bias_init=initializer("bias", config))
 
 
 def _dropout_rate(config: BiGSConfig) -> float:
@@ -91,7 +85,7 @@ class BiGSEmbeddings(nn.Module):
         cfg = self.config
 
         def embed(n, name):
-            return nn.Embed(n, cfg.hidden_size, embedding_init=_normal(cfg),
+            return nn.Embed(n, cfg.hidden_size, embedding_init=initializer("embedding", cfg),
                             param_dtype=jnp.float32, name=name)
 
         words = embed(cfg.vocab_size, "word_embeddings")(input_ids.astype("i4"))
@@ -107,20 +101,15 @@ class S4D(nn.Module):
     Returns them as a dict; BiGSLayer runs its forward and backward S4D together through
     ssm.multi_conv (one FFT / matmul / scan for both)."""
 
-    num_ssm: int
-    scaling: str
+    config: BiGSConfig
 
     @nn.compact
     def __call__(self) -> dict:
-        return {
-            "A_re": self.param("A_re", lambda _: jnp.asarray(ssm.init_A(self.scaling, self.num_ssm)[0])),
-            "A_im": self.param("A_im", lambda _: jnp.asarray(ssm.init_A(self.scaling, self.num_ssm)[1])),
-            # C ~ N(0, 1/2) per real and imaginary part: a unit-variance complex normal.
-            "C": self.param("C", nn.initializers.normal(stddev=0.5 ** 0.5), (self.num_ssm, 2)),
-            "D": self.param("D", nn.initializers.ones, (1,)),
-            # dt ~ log-uniform on [0.01, 1].
-            "log_step": self.param("log_step", _uniform(np.log(0.01), 0.0), (1,)),
-        }
+        # Initial values (bigs/initializers.py): A deterministic (config.scaling), C a
+        # unit-variance complex normal, D = 1, dt log-uniform on [0.01, 1].
+        shapes = {"A_re": (self.config.num_ssm,), "A_im": (self.config.num_ssm,), "C": (self.config.num_ssm, 2),
+                  "D": (1,), "log_step": (1,)}
+        return {name: self.param(name, initializer(name, self.config), shape) for name, shape in shapes.items()}
 
 
 class _DenseParams(nn.Module):
@@ -133,8 +122,8 @@ class _DenseParams(nn.Module):
 
     @nn.compact
     def __call__(self):
-        kernel = self.param("kernel", _normal(self.config), (self.in_features, self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        kernel = self.param("kernel", initializer("kernel", self.config), (self.in_features, self.features))
+        bias = self.param("bias", initializer("bias", self.config), (self.features,))
         return kernel, bias
 
 
@@ -173,8 +162,7 @@ class BiGSLayer(nn.Module):
         if self.padding == "exact":
             # Pads feed nothing into either SSM: each sequence sees only its own tokens.
             u = u * mask[:, :, None, None].astype(u.dtype)
-        ssm_params = ssm.stack_directions(S4D(cfg.num_ssm, cfg.scaling, name="fs4")(),
-                                          S4D(cfg.num_ssm, cfg.scaling, name="bs4")())
+        ssm_params = ssm.stack_directions(S4D(cfg, name="fs4")(), S4D(cfg, name="bs4")())
         s = ssm.multi_conv(u, ssm_params, (False, True), backend=self.backend)
 
         mixed = _dense(cfg, H, self.dtype, "duc_forward")(s[:, :, 0]) * _dense(cfg, H, self.dtype, "duc_backward")(s[:, :, 1])
@@ -290,7 +278,7 @@ class BiGSMLMHead(nn.Module):
     @nn.compact
     def __call__(self, hidden, word_embeddings):
         hidden = _MLMTransform(self.config, self.dtype, name="transform")(hidden)
-        bias = self.param("bias", nn.initializers.zeros, (self.config.vocab_size,))
+        bias = self.param("bias", initializer("bias", self.config), (self.config.vocab_size,))
         logits = jnp.einsum("...h,vh->...v", hidden, word_embeddings.astype(hidden.dtype),
                             preferred_element_type=jnp.float32)
         return logits + bias
@@ -521,8 +509,9 @@ def _init_params_traced(module: nn.Module, rng) -> dict:
     return module.init({"params": rng, "dropout": rng}, ids, jnp.ones_like(ids), jnp.zeros_like(ids), positions)["params"]
 
 
-# Compiled once per distinct module (modules built from equal configs are equal), not per model object.
-_init_params = jax.jit(_init_params_traced, static_argnums=0)
+@functools.lru_cache(maxsize=64)  # per distinct module (modules built from equal configs are equal)
+def _param_shapes(module: nn.Module) -> dict:
+    return jax.eval_shape(partial(_init_params_traced, module), jax.random.PRNGKey(0))
 
 
 @partial(jax.jit, static_argnames=("module", "train", "output_hidden_states", "padding", "conv_backend"))
@@ -573,12 +562,13 @@ class FlaxBiGSPreTrainedModel:
 
     # ------------------------------------------------------------- construction
     def init_weights(self, rng) -> dict:
-        """Fresh params (their shapes do not depend on the input length)."""
-        return _init_params(self.module, rng)
+        """Fresh params (their shapes do not depend on the input length), drawn from the
+        distributions of `module.init` by the faster `initializers.init_params`."""
+        return init_params(self.module, self.init_shapes(), rng)
 
     def init_shapes(self) -> dict:
         """The param tree as jax.ShapeDtypeStruct leaves, allocating nothing."""
-        return jax.eval_shape(partial(_init_params_traced, self.module), jax.random.PRNGKey(0))
+        return _param_shapes(self.module)
 
     @property
     def num_parameters(self) -> int:

@@ -68,16 +68,16 @@ def init_A(scaling: str, num_ssm: int) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"unknown S4D scaling {scaling!r}; expected 'hippo', 'lin' or 'inv'")
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _hippo_eigenvalues(num_ssm: int) -> jax.Array:
+def _hippo_eigenvalues(num_ssm: int) -> np.ndarray:
     """lambda [num_ssm] float32: eigenvalues of -i * S, S the normal part of HiPPO-LegS.
-    Jitted: one compilation instead of one per eager op (model construction time)."""
-    n = jnp.arange(num_ssm, dtype=jnp.float32)
-    p = jnp.sqrt(1 + 2 * n)
-    legs = -(jnp.tril(p[:, None] * p[None, :]) - jnp.diag(n))
-    low_rank = jnp.sqrt(n + 0.5)
+    LAPACK's complex64 eigh through numpy: no XLA compilation (jax's eigh took a second to
+    compile, most of model construction), and the same float32 results to rounding."""
+    n = np.arange(num_ssm, dtype=np.float32)
+    p = np.sqrt(np.float32(1) + np.float32(2) * n)
+    legs = -(np.tril(p[:, None] * p[None, :]) - np.diag(n))
+    low_rank = np.sqrt(n + np.float32(0.5))
     normal = legs + low_rank[:, None] * low_rank[None, :]
-    return jnp.linalg.eigh(normal * -1j)[0]
+    return np.linalg.eigh((normal * np.complex64(-1j)).astype(np.complex64))[0].astype(np.float32)
 
 
 # -------------------------------------------------------------------------- kernel
