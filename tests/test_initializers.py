@@ -15,7 +15,9 @@ CONFIG = dict(vocab_size=400, hidden_size=64, intermediate_size=96, num_hidden_l
 
 
 @pytest.mark.parametrize("name", sorted(bigs.MODEL_CLASSES))
-def test_fast_init_matches_flax_init(name):
+@pytest.mark.parametrize("own_draw_min_size", [1 << 20, 1000])   # all leaves pooled / large ones drawn alone
+def test_fast_init_matches_flax_init(name, own_draw_min_size, monkeypatch):
+    monkeypatch.setattr(initializers, "OWN_DRAW_MIN_SIZE", own_draw_min_size)
     cfg = bigs.BiGSConfig(**CONFIG, scaling="lin")
     model = bigs.MODEL_CLASSES[name](cfg, seed=0)
     fast = traverse_util.flatten_dict(jax.device_get(model.params))
