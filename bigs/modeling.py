@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.ad_checkpoint import checkpoint_name
 
 from . import ssm
 from .initializers import flax_initializer as initializer
@@ -163,12 +164,19 @@ class BiGSLayer(nn.Module):
             # Pads feed nothing into either SSM: each sequence sees only its own tokens.
             u = u * mask[:, :, None, None].astype(u.dtype)
         ssm_params = ssm.stack_directions(S4D(cfg, name="fs4")(), S4D(cfg, name="bs4")())
-        s = ssm.multi_conv(u, ssm_params, (False, True), backend=self.backend)
+        s = checkpoint_name(ssm.multi_conv(u, ssm_params, (False, True), backend=self.backend), "ssm_conv")
 
         mixed = _dense(cfg, H, self.dtype, "duc_forward")(s[:, :, 0]) * _dense(cfg, H, self.dtype, "duc_backward")(s[:, :, 1])
         update = _dense(cfg, H, self.dtype, "do")(gelu_tanh(_dense(cfg, I, self.dtype, "dol")(mixed)) * gate)
         hidden = hidden + update if cfg.pre_norm else layer_norm(hidden + update)
         return hidden, (hidden if self.collect_hidden else None)
+
+
+# What the backward pass keeps of a layer (see BiGSEncoder): the dense layers' outputs and
+# the SSM convolution's output.
+_SAVE_MATMULS = jax.checkpoint_policies.save_from_both_policies(
+    jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    jax.checkpoint_policies.save_only_these_names("ssm_conv"))
 
 
 class BiGSEncoder(nn.Module):
@@ -181,9 +189,13 @@ class BiGSEncoder(nn.Module):
     @nn.compact
     def __call__(self, hidden, mask, *, padding, backend, output_hidden_states=False):
         cfg = self.config
-        layer_cls = BiGSLayer
-        if cfg.remat:
-            layer_cls = nn.remat(BiGSLayer, prevent_cse=not cfg.scan_layers)
+        # The backward pass keeps each layer's matmul and convolution outputs and recomputes
+        # the elementwise work between them (GELUs, LayerNorm, gating): stored, those
+        # intermediates were most of the training memory and, under the layer scan, copied
+        # in and out of the stacked buffers at every step (base size, L=128, batch 8:
+        # 6.3 s -> 5.3 s a step, 5.9 -> 3.5 GB). remat=True keeps only the layer inputs.
+        layer_cls = nn.remat(BiGSLayer, prevent_cse=not cfg.scan_layers,
+                             policy=None if cfg.remat else _SAVE_MATMULS)
         kwargs = dict(config=cfg, dtype=self.dtype, padding=padding, backend=backend,
                       collect_hidden=output_hidden_states)
         if cfg.scan_layers:

@@ -45,6 +45,34 @@ def test_scanned_layers_compile_to_the_same_program_at_any_depth():
     assert op_count(compiled_forward_text(8, False)) > 2 * op_count(compiled_forward_text(2, False))
 
 
+def test_backward_keeps_matmul_outputs_not_elementwise_intermediates(monkeypatch):
+    """The layer's checkpoint policy (modeling._SAVE_MATMULS) gives the same gradients as
+    plain autodiff, in much less memory."""
+    from bigs import modeling
+
+    config = BiGSConfig(**{**TINY, "hidden_size": 64, "intermediate_size": 256, "max_position_embeddings": 64},
+                        num_hidden_layers=3)
+    model = FlaxBiGSForMaskedLM(config, seed=0)
+    ids = np.random.RandomState(0).randint(1, TINY["vocab_size"], (4, 64)).astype(np.int32)
+    inputs = model.prepare_inputs(ids)
+    labels = jnp.asarray(np.where(np.arange(64) % 7 == 0, ids, -100))
+
+    def compiled_grad():
+        def loss(params):
+            return model.module.apply({"params": params}, *inputs, labels, max_predictions=10,
+                                      method=model.module_class.mlm_loss).loss
+        compiled = jax.jit(jax.grad(loss)).lower(model.params).compile()
+        return compiled(model.params), compiled.memory_analysis().temp_size_in_bytes
+
+    grads, temp = compiled_grad()
+    # Without the checkpoint wrapper: plain autodiff stores what it likes.
+    monkeypatch.setattr(modeling.nn, "remat", lambda layer_cls, **options: layer_cls)
+    grads_all, temp_all = compiled_grad()
+    for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_all)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert temp < 0.5 * temp_all, (temp, temp_all)   # measured 5.7 MB vs 17.3 MB
+
+
 def test_remat_gives_the_same_outputs_and_gradients():
     ids, mask = tiny_inputs()
     labels = np.where(np.arange(ids.shape[1]) % 5 == 0, ids, -100)
