@@ -41,7 +41,7 @@ def model_flops(model: str, mode: str, size: dict, batch: int, length: int) -> f
     """
     H, I, V, layers = size["hidden_size"], size["intermediate_size"], size["vocab_size"], size["num_hidden_layers"]
     tokens = batch * length
-    if model == "bigs":
+    if model.startswith("bigs"):
         per_token = 2 * (3 * H * I + 4 * H * H)
         head_tokens = int(round(MASK_FRACTION * length)) * batch
     else:
@@ -94,7 +94,7 @@ def run_bigs(case: dict) -> dict:
     from bigs import BiGSConfig, FlaxBiGSForMaskedLM, FlaxBiGSModel
 
     batch, length = case["batch"], case["length"]
-    config = BiGSConfig(**case["size"], max_position_embeddings=length, remat=case.get("remat", False))
+    config = BiGSConfig(**case["size"], max_position_embeddings=length, remat=case["model"] == "bigs-remat")
     start = time.perf_counter()
     model = (FlaxBiGSModel if case["mode"] == "forward" else FlaxBiGSForMaskedLM)(config)
     jax.block_until_ready(model.params)
@@ -172,7 +172,7 @@ def run_bert(case: dict) -> dict:
     return {"seconds": _timed(call, case["repeats"]), "compile_s": 0.0, "construct_s": construct}
 
 
-RUNNERS = {"matmul": run_matmul, "bigs": run_bigs, "bert": run_bert}
+RUNNERS = {"matmul": run_matmul, "bigs": run_bigs, "bigs-remat": run_bigs, "bert": run_bert}
 
 
 def run_case(case: dict) -> dict:
@@ -204,6 +204,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--train-max-length", type=int, default=512, help="training step only up to this length")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-bert", action="store_true")
+    parser.add_argument("--remat", action="store_true",
+                        help="also time BiGS training with remat=True (each layer recomputed in the backward pass)")
     parser.add_argument("--bert-max-length", type=int, default=8192,
                         help="skip BERT above this (16k takes minutes per call on 2 cores)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per case before it is skipped")
@@ -234,7 +236,7 @@ def main(argv=None) -> dict:
     print("fp32 matmul peak (jax): " + ", ".join(f"{n}^3 {g:.0f} GFLOP/s" for n, g in peaks.items()))
 
     rows = []
-    header = f"{'model':<5} {'mode':<8} {'L':>6} {'B':>2} {'ms':>9} {'tok/s':>8} {'MFU':>5} {'MFU*':>5} {'RSS GB':>6} {'compile s':>9} {'build s':>7}"
+    header = f"{'model':<10} {'mode':<8} {'L':>6} {'B':>2} {'ms':>9} {'tok/s':>8} {'MFU':>5} {'MFU*':>5} {'RSS GB':>6} {'compile s':>9} {'build s':>7}"
     print(header + "\n(MFU: against the run's peak above; MFU*: against a 2048^3 matmul timed in the "
                    "case's own process right after it)")
     for mode in args.modes:
@@ -242,7 +244,7 @@ def main(argv=None) -> dict:
             if mode == "train" and length > args.train_max_length and not args.quick:
                 continue
             batch = 2 if args.quick else (8 if length <= 512 else 1)
-            for model in models:
+            for model in models + (["bigs-remat"] if args.remat and mode == "train" else []):
                 row = {"model": model, "mode": mode, "length": length, "batch": batch}
                 if model == "bert" and length > args.bert_max_length:
                     row["skipped"] = f"L > --bert-max-length={args.bert_max_length}"
@@ -255,12 +257,12 @@ def main(argv=None) -> dict:
                     achieved = model_flops(model, mode, size, batch, length) / row["seconds"] / 1e9
                     row["mfu"] = achieved / peak
                     row["mfu_local"] = achieved / row["local_peak_gflops"]
-                    print(f"{model:<5} {mode:<8} {length:>6} {batch:>2} {row['seconds'] * 1e3:>9.0f} "
+                    print(f"{model:<10} {mode:<8} {length:>6} {batch:>2} {row['seconds'] * 1e3:>9.0f} "
                           f"{row['tokens_per_s']:>8.0f} {row['mfu']:>5.2f} {row['mfu_local']:>5.2f} "
                           f"{row['peak_rss_gb']:>6.2f} {row['compile_s']:>9.1f} {row['construct_s']:>7.1f}",
                           flush=True)
                 else:
-                    print(f"{model:<5} {mode:<8} {length:>6} {batch:>2}  skipped: {row['skipped']}", flush=True)
+                    print(f"{model:<10} {mode:<8} {length:>6} {batch:>2}  skipped: {row['skipped']}", flush=True)
                 rows.append(row)
     result = {"matmul_peak_gflops": peaks, "size": size, "rows": rows,
               "note": "medians after one warm-up; each case in a fresh process unless --in-process"}
