@@ -136,7 +136,8 @@ class BiGSLayer(nn.Module):
         sb = bs4(gelu(du_backward(x)))                      [B, L, H]  anti-causal SSM
         f  = do(gelu(dol(duc_forward(sf) * duc_backward(sb))) * v)   [B, L, H]
 
-    dv, du_forward and du_backward read the same x, so they run as one [H, I + 2H] matmul;
+    du_forward and du_backward read the same x, so they run as one [H, 2H] matmul; dv runs
+    after the convolution (so x, not the wider gate, is what stays alive through it);
     fs4 and bs4 run as one two-direction convolution.
     """
 
@@ -156,10 +157,12 @@ class BiGSLayer(nn.Module):
 
         kernels, biases = zip(*(_DenseParams(cfg, H, n, name=name)()
                                 for name, n in (("dv", I), ("du_forward", H), ("du_backward", H))))
-        projected = gelu_tanh(jnp.dot(x.astype(self.dtype), jnp.concatenate(kernels, 1).astype(self.dtype))
-                              + jnp.concatenate(biases).astype(self.dtype))
-        gate = projected[..., :I]
-        u = projected[..., I:].reshape(*x.shape[:2], 2, H)           # [B, L, 2, H]: forward, backward
+
+        def project(kernels, biases):   # gelu of several Dense layers of x, as one matmul
+            return gelu_tanh(jnp.dot(x.astype(self.dtype), jnp.concatenate(kernels, 1).astype(self.dtype))
+                             + jnp.concatenate(biases).astype(self.dtype))
+
+        u = project(kernels[1:], biases[1:]).reshape(*x.shape[:2], 2, H)   # [B, L, 2, H]: forward, backward
         if self.padding == "exact":
             # Pads feed nothing into either SSM: each sequence sees only its own tokens.
             u = u * mask[:, :, None, None].astype(u.dtype)
@@ -167,6 +170,8 @@ class BiGSLayer(nn.Module):
         s = checkpoint_name(ssm.multi_conv(u, ssm_params, (False, True), backend=self.backend), "ssm_conv")
 
         mixed = _dense(cfg, H, self.dtype, "duc_forward")(s[:, :, 0]) * _dense(cfg, H, self.dtype, "duc_backward")(s[:, :, 1])
+        # The gate after the convolution: x [B, L, H] stays alive through it, not gate [B, L, I].
+        gate = project(kernels[:1], biases[:1])
         update = _dense(cfg, H, self.dtype, "do")(gelu_tanh(_dense(cfg, I, self.dtype, "dol")(mixed)) * gate)
         hidden = hidden + update if cfg.pre_norm else layer_norm(hidden + update)
         return hidden, (hidden if self.collect_hidden else None)
