@@ -30,10 +30,10 @@ import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 
 from . import ssm
-from .initializers import flax_initializer as initializer
-from .initializers import init_params
 from .config import BiGSConfig
 from .errors import ConfigError, InputError
+from .initializers import flax_initializer as initializer
+from .initializers import init_params
 from .outputs import (
     FlaxBaseModelOutputWithPooling,
     FlaxBiGSForPreTrainingOutput,
