@@ -585,7 +585,7 @@ class FlaxBiGSPreTrainedModel:
 
     def init_shapes(self) -> dict:
         """The param tree as jax.ShapeDtypeStruct leaves, allocating nothing."""
-        return _param_shapes(self.module)
+        return jax.tree.map(lambda leaf: leaf, _param_shapes(self.module))  # new dicts: the cached tree stays intact
 
     @property
     def num_parameters(self) -> int:
