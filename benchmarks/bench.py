@@ -1,19 +1,25 @@
 """BiGS vs Hugging Face BERT on this machine: forward pass and MLM training step.
 
-Each case (model x mode x length) runs in a fresh subprocess, so its peak RSS is its own.
-Reports tokens/s, ms per call, peak RSS, compile time, model construction time and
-model-FLOPs utilisation (MFU) against the fp32 matmul peak measured at the start of the
-same run (jax, square 2048^3 and 4096^3, the fastest of six calls each; the larger is the
-peak), and MFU* against a 2048^3 matmul (fastest of three) timed in each case's own process
-right after it (honest when the machine's speed drifts during a run).
+Each case (model x mode x length) runs in a fresh subprocess, so its peak memory is its own.
+Reports tokens/s, ms per call, peak memory, compile time, model construction time and
+model-FLOPs utilisation (MFU) against the matmul peak measured at the start of the same run
+in the same dtype (jax, square matmuls, the fastest of several calls; the larger size is
+the peak), and MFU* against a matmul timed in each case's own process right after it
+(honest when the machine's speed drifts during a run).
 
     python benchmarks/bench.py                          # base size, L = 128 .. 16384
     python benchmarks/bench.py --lengths 128 512 --no-bert --json out.json
+    python benchmarks/bench.py --dtype bfloat16 --batch 32 --repeats 20   # on a GPU
     python benchmarks/bench.py --quick --in-process     # tiny model, seconds (the test)
 
-Base size: 12 layers, hidden 768, intermediate 3072, num_ssm 64, vocab 30522, float32;
-batch 8 at L <= 512 and batch 1 above (shared/ANCHORS.md). BERT needs the `bench` extra
-(torch, transformers); it is skipped above --bert-max-length.
+Base size: 12 layers, hidden 768, intermediate 3072, num_ssm 64, vocab 30522; batch 8 at
+L <= 512 (--batch) and 1 above (shared/ANCHORS.md). On CPU memory is the process's peak
+RSS; on a GPU it is the device's peak allocation (jax's allocator / torch.cuda). float32
+on a GPU means each framework's default fp32 matmul, TF32 on recent NVIDIA GPUs: jax's
+default, and torch's once `allow_tf32` is set (done here, so both compute alike); the SSM
+convolution stays true float32. bfloat16 keeps float32 params (BiGS dtype=bfloat16, BERT
+under torch.autocast). BERT needs the `bench` extra (torch, transformers); it is skipped
+above --bert-max-length.
 """
 
 from __future__ import annotations
@@ -74,12 +80,30 @@ def _labels(rng, batch, length, vocab):
     return labels
 
 
+def run_probe(case: dict) -> dict:
+    import jax
+
+    device = jax.devices()[0]
+    return {"platform": jax.default_backend(), "device": device.device_kind}
+
+
+def _device_peak_gb():
+    """Peak bytes held on the first accelerator (jax's allocator); None on CPU."""
+    import jax
+
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return None
+    stats = device.memory_stats() or {}
+    return stats.get("peak_bytes_in_use", 0) / 1e9
+
+
 def run_matmul(case: dict) -> dict:
     import jax
     import jax.numpy as jnp
 
     n = case["n"]
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), case.get("dtype", "float32"))
     matmul = jax.jit(jnp.matmul)
     matmul(a, a).block_until_ready()
     # A peak is the best the machine did: the fastest of the repeats, not their median.
@@ -98,7 +122,7 @@ def run_bigs(case: dict) -> dict:
     batch, length = case["batch"], case["length"]
     config = BiGSConfig(**case["size"], max_position_embeddings=length, remat=case["model"] == "bigs-remat")
     start = time.perf_counter()
-    model = (FlaxBiGSModel if case["mode"] == "forward" else FlaxBiGSForMaskedLM)(config)
+    model = (FlaxBiGSModel if case["mode"] == "forward" else FlaxBiGSForMaskedLM)(config, dtype=case["dtype"])
     jax.block_until_ready(model.params)
     construct = time.perf_counter() - start
 
@@ -135,7 +159,8 @@ def run_bigs(case: dict) -> dict:
         if case["mode"] == "train":
             state["args"] = out[:2]
     call()
-    return {"seconds": _timed(call, case["repeats"]), "compile_s": compile_s, "construct_s": construct}
+    return {"seconds": _timed(call, case["repeats"]), "compile_s": compile_s, "construct_s": construct,
+            "peak_device_gb": _device_peak_gb()}
 
 
 def run_bert(case: dict) -> dict:
@@ -144,46 +169,58 @@ def run_bert(case: dict) -> dict:
     from transformers import BertConfig, BertForMaskedLM, BertModel
 
     size, batch, length = case["size"], case["batch"], case["length"]
+    device = "cuda" if case.get("platform") == "gpu" and torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True     # what jax does by default on GPU
+        torch.backends.cudnn.allow_tf32 = True
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=case["dtype"] == "bfloat16")
     torch.manual_seed(0)
     config = BertConfig(vocab_size=size["vocab_size"], hidden_size=size["hidden_size"],
                         num_hidden_layers=size["num_hidden_layers"], intermediate_size=size["intermediate_size"],
                         num_attention_heads=max(1, size["hidden_size"] // 64), max_position_embeddings=length,
                         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="sdpa")
     start = time.perf_counter()
-    model = (BertModel if case["mode"] == "forward" else BertForMaskedLM)(config)
+    model = (BertModel if case["mode"] == "forward" else BertForMaskedLM)(config).to(device)
     construct = time.perf_counter() - start
     rng = np.random.RandomState(0)
-    ids = torch.from_numpy(rng.randint(1, size["vocab_size"], (batch, length)))
+    ids = torch.from_numpy(rng.randint(1, size["vocab_size"], (batch, length))).to(device)
     mask = torch.ones_like(ids)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     if case["mode"] == "forward":
         model.eval()
 
         def call():
-            with torch.no_grad():
+            with torch.no_grad(), autocast:
                 model(input_ids=ids, attention_mask=mask)
+            sync()
     else:
         model.train()
-        labels = torch.from_numpy(_labels(rng, batch, length, size["vocab_size"]))
+        labels = torch.from_numpy(_labels(rng, batch, length, size["vocab_size"])).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.05)
 
         def call():
             optimizer.zero_grad()
-            model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+            with autocast:
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
             optimizer.step()
+            sync()
     call()
-    return {"seconds": _timed(call, case["repeats"]), "compile_s": 0.0, "construct_s": construct}
+    return {"seconds": _timed(call, case["repeats"]), "compile_s": 0.0, "construct_s": construct,
+            "peak_device_gb": torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else None}
 
 
-RUNNERS = {"matmul": run_matmul, "bigs": run_bigs, "bigs-remat": run_bigs, "bert": run_bert}
+RUNNERS = {"probe": run_probe, "matmul": run_matmul, "bigs": run_bigs, "bigs-remat": run_bigs, "bert": run_bert}
 
 
 def run_case(case: dict) -> dict:
     result = RUNNERS[case["model"]](case)
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
-    if case["model"] != "matmul" and case.get("local_peak_n"):
+    if case["model"] not in ("matmul", "probe") and case.get("local_peak_n"):
         # The matmul peak again, right after the case in the same process: on a shared
         # machine the load changes during a run, and this peak saw the same load.
-        result["local_peak_gflops"] = run_matmul({"n": case["local_peak_n"], "repeats": 3})["gflops"]
+        result["local_peak_gflops"] = run_matmul({"n": case["local_peak_n"], "repeats": 3,
+                                                  "dtype": case["dtype"]})["gflops"]
     return result
 
 
@@ -205,6 +242,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--modes", nargs="+", default=["forward", "train"], choices=["forward", "train"])
     parser.add_argument("--train-max-length", type=int, default=512, help="training step only up to this length")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="compute dtype (params stay float32); the matmul peak is measured in it")
+    parser.add_argument("--batch", type=int, default=8, help="batch at L <= 512 (1 above)")
     parser.add_argument("--no-bert", action="store_true")
     parser.add_argument("--remat", action="store_true",
                         help="also time BiGS training with remat=True (each layer recomputed in the backward pass)")
@@ -212,7 +252,7 @@ def main(argv=None) -> dict:
                         help="skip BERT above this (16k takes minutes per call on 2 cores)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per case before it is skipped")
     parser.add_argument("--quick", action="store_true", help="tiny model, L = 32 and 64, batch 2, one repeat")
-    parser.add_argument("--in-process", action="store_true", help="run cases here (RSS is then cumulative)")
+    parser.add_argument("--in-process", action="store_true", help="run cases here (memory is then cumulative)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -220,10 +260,16 @@ def main(argv=None) -> dict:
         print(json.dumps(run_case(json.loads(args.case))))
         return {}
 
-    size, peak_sizes = (TINY, [256]) if args.quick else (BASE, [2048, 4096])
+    runner = run_case if args.in_process else (lambda case: run_case_subprocess(case, args.timeout))
+    probe = runner({"model": "probe"})
+    if "skipped" in probe:
+        raise SystemExit(f"bench: jax does not start here ({probe['skipped']})")
+    on_gpu = probe["platform"] == "gpu"
+    size = TINY if args.quick else BASE
+    # A GPU needs larger matmuls to reach its peak than a 2-core CPU.
+    peak_sizes = [256] if args.quick else ([4096, 8192] if on_gpu else [2048, 4096])
     lengths = [32, 64] if args.quick else args.lengths
     repeats = 1 if args.quick else args.repeats
-    runner = run_case if args.in_process else (lambda case: run_case_subprocess(case, args.timeout))
     models = ["bigs"]
     if not args.no_bert:
         try:
@@ -233,40 +279,47 @@ def main(argv=None) -> dict:
         except ImportError:
             print("BERT skipped: install the bench extra (pip install -e .[bench])")
 
-    peaks = {n: runner({"model": "matmul", "n": n, "repeats": 2 * repeats})["gflops"] for n in peak_sizes}
+    peaks = {n: runner({"model": "matmul", "n": n, "repeats": 2 * repeats, "dtype": args.dtype})["gflops"]
+             for n in peak_sizes}
     peak = max(peaks.values())
-    print("fp32 matmul peak (jax): " + ", ".join(f"{n}^3 {g:.0f} GFLOP/s" for n, g in peaks.items()))
+    print(f"{probe['device']} ({probe['platform']}), {args.dtype}; matmul peak (jax): "
+          + ", ".join(f"{n}^3 {g:.0f} GFLOP/s" for n, g in peaks.items()))
 
     rows = []
-    header = f"{'model':<10} {'mode':<8} {'L':>6} {'B':>2} {'ms':>9} {'tok/s':>8} {'MFU':>5} {'MFU*':>5} {'RSS GB':>6} {'compile s':>9} {'build s':>7}"
-    print(header + "\n(MFU: against the run's peak above; MFU*: against a 2048^3 matmul timed in the "
+    memory = "dev GB" if on_gpu else "RSS GB"
+    header = f"{'model':<10} {'mode':<8} {'L':>6} {'B':>3} {'ms':>9} {'tok/s':>8} {'MFU':>5} {'MFU*':>5} {memory:>6} {'compile s':>9} {'build s':>7}"
+    print(header + f"\n(MFU: against the run's peak above; MFU*: against a {peak_sizes[0]}^3 matmul timed in the "
                    "case's own process right after it)")
     for mode in args.modes:
         for length in lengths:
             if mode == "train" and length > args.train_max_length and not args.quick:
                 continue
-            batch = 2 if args.quick else (8 if length <= 512 else 1)
+            batch = 2 if args.quick else (args.batch if length <= 512 else 1)
             for model in models + (["bigs-remat"] if args.remat and mode == "train" else []):
-                row = {"model": model, "mode": mode, "length": length, "batch": batch}
+                row = {"model": model, "mode": mode, "length": length, "batch": batch, "dtype": args.dtype}
                 if model == "bert" and length > args.bert_max_length:
                     row["skipped"] = f"L > --bert-max-length={args.bert_max_length}"
                 else:
+                    # One call of a long case takes seconds on CPU; a GPU can afford the repeats.
                     row.update(runner({"model": model, "mode": mode, "length": length, "batch": batch,
-                                       "size": size, "repeats": 1 if length > 4096 else repeats,
+                                       "size": size, "dtype": args.dtype, "platform": probe["platform"],
+                                       "repeats": 1 if length > 4096 and not on_gpu else repeats,
                                        "local_peak_n": peak_sizes[0]}))
                 if "seconds" in row:
                     row["tokens_per_s"] = batch * length / row["seconds"]
                     achieved = model_flops(model, mode, size, batch, length) / row["seconds"] / 1e9
                     row["mfu"] = achieved / peak
                     row["mfu_local"] = achieved / row["local_peak_gflops"]
-                    print(f"{model:<10} {mode:<8} {length:>6} {batch:>2} {row['seconds'] * 1e3:>9.0f} "
+                    row["memory_gb"] = row["peak_device_gb"] if on_gpu else row["peak_rss_gb"]
+                    print(f"{model:<10} {mode:<8} {length:>6} {batch:>3} {row['seconds'] * 1e3:>9.1f} "
                           f"{row['tokens_per_s']:>8.0f} {row['mfu']:>5.2f} {row['mfu_local']:>5.2f} "
-                          f"{row['peak_rss_gb']:>6.2f} {row['compile_s']:>9.1f} {row['construct_s']:>7.1f}",
+                          f"{row['memory_gb']:>6.2f} {row['compile_s']:>9.1f} {row['construct_s']:>7.1f}",
                           flush=True)
                 else:
-                    print(f"{model:<10} {mode:<8} {length:>6} {batch:>2}  skipped: {row['skipped']}", flush=True)
+                    print(f"{model:<10} {mode:<8} {length:>6} {batch:>3}  skipped: {row['skipped']}", flush=True)
                 rows.append(row)
-    result = {"matmul_peak_gflops": peaks, "size": size, "rows": rows,
+    result = {"device": probe["device"], "platform": probe["platform"], "dtype": args.dtype,
+              "matmul_peak_gflops": peaks, "size": size, "rows": rows,
               "note": "medians after one warm-up; each case in a fresh process unless --in-process"}
     if args.json:
         with open(args.json, "w") as f:

@@ -81,6 +81,28 @@ def _hippo_eigenvalues(num_ssm: int) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------- kernel
+# The kernel's complex products are true float32 whatever jax's default matmul precision
+# (on recent NVIDIA GPUs that default is TF32, a 10-bit mantissa). No effect on CPU.
+_F32 = jax.lax.Precision.HIGHEST
+
+
+def conv_precision(platform: str | None = None):
+    """Precision of the Toeplitz and scan backends' matmuls (float32 operands, float32
+    accumulation either way).
+
+    True float32 on CPU, where it is the only kind, and wherever jax was asked for
+    float32 matmuls (`jax_default_matmul_precision` "highest"/"float32"). On a GPU under
+    jax's default (which runs the dense layers in TF32) it is three bfloat16 passes,
+    BF16_BF16_F32_X3: about 4e-6 relative error, far under TF32's 3e-4, on tensor cores
+    instead of the much slower float32 CUDA cores (H100: docs/performance.md).
+    """
+    platform = platform or jax.default_backend()
+    if platform in ("gpu", "cuda", "rocm") and jax.config.jax_default_matmul_precision in (
+            None, "default", "fastest", "bfloat16", "tensorfloat32", "high", "bfloat16_3x"):
+        return "BF16_BF16_F32_X3"
+    return jax.lax.Precision.HIGHEST
+
+
 def discretize(A_re, A_im, C, log_step):
     """Zero-order-hold discretisation: (dtA [N] complex, C' [N] complex) with
     K[k] = Re sum_n C'_n exp(k dtA_n)."""
@@ -94,13 +116,14 @@ def ssm_kernel(A_re, A_im, C, log_step, length: int) -> jax.Array:
     """The convolution kernel K [length] float32 of one S4D layer (Vandermonde form)."""
     dtA, C_bar = discretize(A_re, A_im, C, log_step)
     powers = jnp.exp(dtA[:, None] * jnp.arange(length, dtype=jnp.float32)[None, :])
-    return jnp.real(jnp.einsum("n,nl->l", C_bar, powers)).astype(jnp.float32)
+    return jnp.real(jnp.einsum("n,nl->l", C_bar, powers, precision=_F32)).astype(jnp.float32)
 
 
 # --------------------------------------------------------------------- convolution
 # Longest length at which "auto" uses the Toeplitz matmul. Measured on a 2-core CPU at
 # hidden 768, scan chunk 64 (ns per token, toeplitz / scan): L=512 22k / 38k,
-# L=1024 71k / 49k; the FFT was never the fastest on CPU (40k at 512, 265k at 16k).
+# L=1024 71k / 49k; the FFT was never the fastest on CPU (40k at 512, 265k at 16k). On an
+# H100 the same 512 holds (toeplitz / fft: 101 / 112 at 512, 197 / 141 at 1024).
 TOEPLITZ_MAX_LENGTH = 512
 # Steps per chunk of the "scan" backend. Per element the in-chunk Toeplitz matmul costs
 # 2*chunk FLOPs and the state read/write about 8*num_ssm; measured on CPU at num_ssm 64,
@@ -111,10 +134,11 @@ SCAN_CHUNK = 64
 def choose_backend(length: int, platform: str | None = None) -> str:
     """The fastest exact backend for this length on this platform.
 
-    CPU thresholds come from benchmarks/bench_conv.py (both directions of one layer at
-    hidden 768, batch 8 at L=512 down to 1 from L=4096; docs/performance.md): the Toeplitz matmul wins while its L^2
-    cost is small, then the chunked scan, whose cost is linear in L. On GPU/TPU the FFT
-    (what the original uses) takes over after the Toeplitz range.
+    Thresholds come from benchmarks/bench_conv.py (both directions of one layer at hidden
+    768, batch 8 at L=512 down to 1 from L=4096; docs/performance.md). On a 2-core CPU the
+    Toeplitz matmul wins while its L^2 cost is small, then the chunked scan, whose cost is
+    linear in L. On an H100 the Toeplitz matmul wins up to the same 512 and the FFT (what
+    the original uses) above it; TPUs are assumed to follow GPUs (not measured).
     """
     platform = platform or jax.default_backend()
     if length <= TOEPLITZ_MAX_LENGTH:
@@ -141,11 +165,11 @@ def multi_conv(u: jax.Array, params: dict, reverse: tuple[bool, ...], *, backend
     u32 = u.astype(jnp.float32)
     length = u.shape[1]
     if backend == "scan":
-        y = _conv_chunked_scan(u32, params, reverse, min(chunk, length))
+        y = _conv_chunked_scan(u32, params, reverse, min(chunk, length), conv_precision())
     elif backend in ("fft", "toeplitz"):
         K = jax.vmap(ssm_kernel, in_axes=(0, 0, 0, 0, None))(
             params["A_re"], params["A_im"], params["C"], params["log_step"], length)   # [D, L]
-        y = _conv_fft(u32, K, reverse) if backend == "fft" else _conv_toeplitz(u32, K, reverse)
+        y = _conv_fft(u32, K, reverse) if backend == "fft" else _conv_toeplitz(u32, K, reverse, conv_precision())
     else:
         raise ValueError(f"unknown conv_backend {backend!r}; expected one of {BACKENDS} or 'auto'")
     skip = params["D"].astype(jnp.float32).reshape(1, 1, -1, 1)
@@ -175,25 +199,32 @@ def _conv_fft(u, K, reverse):
 
 
 def toeplitz(K: jax.Array, reverse: bool = False) -> jax.Array:
-    """T [L, L] with T[i, j] = K[i - j] for j <= i (its transpose when reverse)."""
+    """T [L, L] with T[i, j] = K[i - j] for j <= i (its transpose when reverse).
+
+    Built without a gather: row i reversed is the window w[i : i + L] of w = [0]*(L-1) ++ K,
+    and L windows of stride 1 are a reshape of w tiled L+1 times. The gradient is then a
+    reshape and a sum, not a scatter-add of L^2 values into L slots (on a GPU that scatter
+    took 8% of a training step).
+    """
     length = K.shape[0]
-    lag = jnp.arange(length)[:, None] - jnp.arange(length)[None, :]
-    T = jnp.where(lag >= 0, K[jnp.clip(lag, 0, length - 1)], 0.0)
+    w = jnp.concatenate([jnp.zeros((length - 1,), K.dtype), K])                 # [2L-1]
+    windows = jnp.tile(w, length + 1)[:length * 2 * length].reshape(length, 2 * length)[:, :length]
+    T = windows[:, ::-1]
     return T.T if reverse else T
 
 
-def _conv_toeplitz(u, K, reverse):
+def _conv_toeplitz(u, K, reverse, precision):
     """u [B, L, D, C] float32, K [D, L]: one batched matmul with D Toeplitz matrices."""
     batch, length, num_dirs, channels = u.shape
     T = jnp.stack([toeplitz(K[d], r) for d, r in enumerate(reverse)])    # [D, L, L]
     # As D plain [L, L] @ [L, B*C] matmuls: XLA:CPU runs a dot with the batch axis first and
     # contiguous operands as a library GEMM, other layouts far slower (benchmarks/bench_conv.py).
     columns = u.transpose(2, 1, 0, 3).reshape(num_dirs, length, batch * channels)
-    y = jnp.matmul(T, columns).reshape(num_dirs, length, batch, channels)
+    y = jnp.matmul(T, columns, precision=precision).reshape(num_dirs, length, batch, channels)
     return y.transpose(2, 1, 0, 3)
 
 
-def _conv_chunked_scan(u, params, reverse, chunk):
+def _conv_chunked_scan(u, params, reverse, chunk, precision):
     """The SSMs as recurrences over chunks of `chunk` steps; u [B, L, D, C] float32.
 
     State x_n[t] = exp(dtA_n) x_n[t-1] + u[t], output y[t] = Re sum_n C'_n x_n[t]. Inside a
@@ -214,7 +245,7 @@ def _conv_chunked_scan(u, params, reverse, chunk):
     dtA, C_bar = jax.vmap(discretize)(params["A_re"], params["A_im"], params["C"], params["log_step"])
     steps = jnp.arange(chunk, dtype=jnp.float32)
     decay = jnp.exp(dtA[:, :, None] * steps)                              # [D, N, T]: exp(j dtA)
-    T_in = jax.vmap(toeplitz)(jnp.real(jnp.einsum("dn,dnt->dt", C_bar, decay)))   # [D, T, T]
+    T_in = jax.vmap(toeplitz)(jnp.real(jnp.einsum("dn,dnt->dt", C_bar, decay, precision=_F32)))   # [D, T, T]
     # Output from the carried state: Re sum_n C'_n exp((j+1) dtA_n) x_n, split re/im.
     out_from_state = (C_bar[:, :, None] * decay * jnp.exp(dtA)[:, :, None]).swapaxes(1, 2)  # [D, T, N]
     from_state = jnp.concatenate([out_from_state.real, -out_from_state.imag], axis=2)     # [D, T, 2N]
@@ -226,11 +257,11 @@ def _conv_chunked_scan(u, params, reverse, chunk):
     num_ssm = dtA.shape[1]
 
     def step(state, u_chunk):                  # state [D, 2N, B*C]: real parts, then imaginary
-        y = jnp.matmul(T_in, u_chunk) + jnp.matmul(from_state, state)
+        y = jnp.matmul(T_in, u_chunk, precision=precision) + jnp.matmul(from_state, state, precision=precision)
         state_re, state_im = state[:, :num_ssm], state[:, num_ssm:]
         rotated = jnp.concatenate([decay_re * state_re - decay_im * state_im,
                                    decay_re * state_im + decay_im * state_re], axis=1)
-        return rotated + jnp.matmul(from_input, u_chunk), y
+        return rotated + jnp.matmul(from_input, u_chunk, precision=precision), y
 
     state0 = jnp.zeros((num_dirs, 2 * num_ssm, batch * channels), jnp.float32)
     _, ys = jax.lax.scan(step, state0, chunks)                 # [chunks, D, T, B*C]

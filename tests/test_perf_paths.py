@@ -143,13 +143,34 @@ def test_mlm_loss_at_labelled_positions_equals_full_logits_loss():
     assert int(got.correct) == int(np.sum(np.argmax(logits, -1)[where] == labels[where]))
 
 
-def test_bench_quick_runs(tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_bench_quick_runs(tmp_path, dtype):
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick", "--in-process",
-                           "--no-bert", "--modes", "forward", "--json", str(out)],
+                           "--no-bert", "--modes", "forward", "--dtype", dtype, "--json", str(out)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "tok/s" in done.stdout
     import json
-    rows = json.loads(out.read_text())["rows"]
-    assert rows and all(row["tokens_per_s"] > 0 and row["mfu"] > 0 for row in rows)
+    result = json.loads(out.read_text())
+    assert result["dtype"] == dtype and result["platform"] == "cpu"
+    rows = result["rows"]
+    assert rows and all(row["tokens_per_s"] > 0 and row["mfu"] > 0 and row["memory_gb"] > 0 for row in rows)
+
+
+def test_train_variants_runs_and_restores_the_model(tmp_path):
+    import importlib.util
+    import json
+
+    from bigs import modeling, ssm
+
+    spec = importlib.util.spec_from_file_location("train_variants", ROOT / "benchmarks" / "train_variants.py")
+    variants = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(variants)
+    before = (ssm.multi_conv, ssm.conv_precision, modeling._SAVE_MATMULS)
+    out = tmp_path / "variants.json"
+    variants.main(["--tiny", "--variants", "base", "no-conv", "highest", "--json", str(out)])
+    assert (ssm.multi_conv, ssm.conv_precision, modeling._SAVE_MATMULS) == before
+    rows = json.loads(out.read_text())["variants"]
+    assert set(rows) == {"base", "no-conv", "highest"}
+    assert all(row["ms"] > 0 and row["compile_s"] > 0 for row in rows.values())

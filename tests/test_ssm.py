@@ -119,6 +119,34 @@ def test_gradients_agree():
             np.testing.assert_allclose(got, want, atol=1e-4 * scale(want))
 
 
+def gathered_toeplitz(K, reverse=False):
+    """T[i, j] = K[i - j] (j <= i) by indexing: the obvious construction, as a reference."""
+    length = K.shape[0]
+    lag = jnp.arange(length)[:, None] - jnp.arange(length)[None, :]
+    T = jnp.where(lag >= 0, K[jnp.clip(lag, 0, length - 1)], 0.0)
+    return T.T if reverse else T
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 64])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_toeplitz_equals_indexing_with_the_same_gradient(length, reverse):
+    K = jax.random.normal(jax.random.PRNGKey(length), (length,), jnp.float32)
+    weights = jax.random.normal(jax.random.PRNGKey(100 + length), (length, length), jnp.float32)
+    np.testing.assert_array_equal(ssm.toeplitz(K, reverse), gathered_toeplitz(K, reverse))
+    grad = lambda build: jax.grad(lambda K: jnp.sum(jnp.sin(build(K, reverse)) * weights))(K)  # noqa: E731
+    # Each entry sums up to `length` products; only the order of the sum differs.
+    np.testing.assert_allclose(grad(ssm.toeplitz), grad(gathered_toeplitz), rtol=1e-5, atol=1e-6 * length)
+
+
+def test_conv_precision_is_float32_unless_a_gpu_runs_jax_default():
+    assert ssm.conv_precision("cpu") == jax.lax.Precision.HIGHEST
+    assert ssm.conv_precision("gpu") == "BF16_BF16_F32_X3"
+    with jax.default_matmul_precision("highest"):
+        assert ssm.conv_precision("gpu") == jax.lax.Precision.HIGHEST
+    with jax.default_matmul_precision("float32"):
+        assert ssm.conv_precision("gpu") == jax.lax.Precision.HIGHEST
+
+
 def test_choose_backend():
     assert ssm.choose_backend(1, "cpu") == "toeplitz"
     assert ssm.choose_backend(ssm.TOEPLITZ_MAX_LENGTH, "cpu") == "toeplitz"

@@ -1,0 +1,182 @@
+"""Variants of one BiGS MLM training step, timed in one process: what each part costs.
+
+Made for a GPU, where a step takes milliseconds (docs/performance.md, "On a GPU"). Each
+variant changes one thing by swapping a module-level choice before the step is traced:
+
+    conv precision   the Toeplitz/scan matmuls' precision (ssm.conv_precision)
+    backend          "auto", "fft", "toeplitz", "scan"
+    no-conv          the SSM convolution replaced by the identity (what the rest costs)
+    policy           what the backward pass keeps: "matmuls" (default), "dots"
+    mode             "train" (step with AdamW), "grad" (value_and_grad only), "forward"
+
+    python benchmarks/train_variants.py                          # base size, bf16, B32, L512
+    python benchmarks/train_variants.py --conv-errors --variants base highest no-conv
+    python benchmarks/train_variants.py --tiny --variants base   # a seconds-long CPU check
+
+--conv-errors first prints each precision x backend's error against a float64 numpy
+convolution (L=512, batch 8, hidden 768). Prints one line per variant and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bigs import BiGSConfig, FlaxBiGSForMaskedLM, FlaxBiGSModel, modeling, ssm
+
+BASE = dict(num_hidden_layers=12, hidden_size=768, intermediate_size=3072, num_ssm=64, vocab_size=30522)
+TINY = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_ssm=16, vocab_size=1000)
+HIGHEST = jax.lax.Precision.HIGHEST
+PRECISIONS = {"highest": HIGHEST, "bf16x3": "BF16_BF16_F32_X3", "bf16x6": "BF16_BF16_F32_X6",
+              "tf32x3": "TF32_TF32_F32_X3", "default": jax.lax.Precision.DEFAULT}
+POLICIES = {"matmuls": modeling._SAVE_MATMULS, "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
+VARIANTS = {
+    "base": {},
+    "highest": {"precision": "highest"},
+    "bf16x6": {"precision": "bf16x6"},
+    "tf32x3": {"precision": "tf32x3"},
+    "fft": {"backend": "fft"},
+    "scan": {"backend": "scan"},
+    "no-conv": {"conv": False},
+    "policy-dots": {"policy": "dots"},
+    "grad-only": {"mode": "grad"},
+    "forward": {"mode": "forward"},
+}
+_REAL = {"conv": ssm.multi_conv, "precision": ssm.conv_precision, "policy": modeling._SAVE_MATMULS}
+
+
+def conv_errors(length=512, batch=8, hidden=768, num_ssm=64):
+    """Each precision x backend against a float64 numpy FFT convolution."""
+    rng = np.random.RandomState(0)
+    a_re, a_im = ssm.init_A("hippo", num_ssm)
+    one = lambda: {"A_re": jnp.asarray(a_re), "A_im": jnp.asarray(a_im),  # noqa: E731
+                   "C": jnp.asarray(rng.normal(0, 0.7, (num_ssm, 2)), jnp.float32), "D": jnp.ones((1,)),
+                   "log_step": jnp.asarray(rng.uniform(np.log(0.01), 0, (1,)), jnp.float32)}
+    params = ssm.stack_directions(one(), one())
+    u = jnp.asarray(rng.normal(size=(batch, length, 2, hidden)), jnp.float32)
+    K = np.asarray(jax.vmap(ssm.ssm_kernel, in_axes=(0, 0, 0, 0, None))(
+        params["A_re"], params["A_im"], params["C"], params["log_step"], length), np.float64)
+    u64, n = np.asarray(u, np.float64), 2 * length
+    want = np.empty_like(u64)
+    for d, reverse in enumerate((False, True)):
+        x = u64[:, ::-1, d] if reverse else u64[:, :, d]
+        y = np.fft.irfft(np.fft.rfft(x, n=n, axis=1) * np.fft.rfft(K[d], n=n)[None, :, None], n=n, axis=1)[:, :length]
+        want[:, :, d] = (y[:, ::-1] if reverse else y) + u64[:, :, d]
+    rows = {}
+    for name, precision in PRECISIONS.items():
+        ssm.conv_precision = lambda platform=None, precision=precision: precision
+        for backend in ssm.BACKENDS:
+            try:
+                fn = jax.jit(lambda u, p, backend=backend: _REAL["conv"](u, p, (False, True), backend=backend))
+                got = np.asarray(fn(u, params), np.float64)
+                start = time.perf_counter()
+                for _ in range(20):
+                    out = fn(u, params)
+                jax.block_until_ready(out)
+                ms = (time.perf_counter() - start) / 20 * 1e3
+                rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
+                rows[f"{name}/{backend}"] = {"max_abs": float(np.abs(got - want).max()), "rel": rel, "ms": ms}
+                print(f"conv {name:<8} {backend:<8} max abs {rows[f'{name}/{backend}']['max_abs']:.2e}  "
+                      f"relative {rel:.2e}  {ms:.3f} ms", flush=True)
+            except Exception as error:  # an algorithm this platform lacks (CPU: tf32x3)
+                print(f"conv {name:<8} {backend:<8} not available here: {str(error)[:100]}", flush=True)
+    ssm.conv_precision = _REAL["precision"]
+    return rows
+
+
+def run_variant(size, batch, length, dtype, repeats, precision=None, backend="auto", conv=True,
+                policy="matmuls", mode="train"):
+    if precision is not None:
+        ssm.conv_precision = lambda platform=None: PRECISIONS[precision]
+    if not conv:
+        ssm.multi_conv = lambda u, params, reverse, *, backend, chunk=ssm.SCAN_CHUNK: u
+    modeling._SAVE_MATMULS = POLICIES[policy]
+    try:
+        config = BiGSConfig(**size, max_position_embeddings=length, conv_backend=backend)
+        model = (FlaxBiGSModel if mode == "forward" else FlaxBiGSForMaskedLM)(config, dtype=dtype)
+        rng = np.random.RandomState(0)
+        ids = jnp.asarray(rng.randint(1, size["vocab_size"], (batch, length)), jnp.int32)
+        inputs = (ids, jnp.ones_like(ids), jnp.zeros_like(ids), jnp.broadcast_to(jnp.arange(length), ids.shape))
+        count = max(1, int(round(0.15 * length)))
+        labels = np.full((batch, length), -100, np.int32)
+        for row in labels:
+            row[rng.choice(length, count, replace=False)] = rng.randint(1, size["vocab_size"], count)
+        labels = jnp.asarray(labels)
+        optimizer = optax.adamw(1e-4, b1=0.9, b2=0.98, eps=1e-6, weight_decay=0.05)
+
+        def loss_fn(params):
+            return model.module.apply({"params": params}, *inputs, labels, max_predictions=count,
+                                      method=model.module_class.mlm_loss).loss
+
+        def step(params, opt_state):
+            loss, grads = jax.value_and_grad(loss_fn)(params)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+
+        if mode == "forward":
+            fn = jax.jit(lambda p: model.module.apply({"params": p}, *inputs).last_hidden_state)
+            args = (model.params,)
+        elif mode == "grad":
+            fn, args = jax.jit(jax.value_and_grad(loss_fn)), (model.params,)
+        else:
+            fn, args = jax.jit(step, donate_argnums=(0, 1)), (model.params, optimizer.init(model.params))
+        start = time.perf_counter()
+        compiled = fn.lower(*args).compile()
+        compile_s = time.perf_counter() - start
+        state = {"args": args}
+
+        def call():
+            out = compiled(*state["args"])
+            jax.block_until_ready(out)
+            if mode == "train":
+                state["args"] = out[:2]
+        call()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        seconds = float(np.median(times))
+        H, I, V = size["hidden_size"], size["intermediate_size"], size["vocab_size"]
+        forward = size["num_hidden_layers"] * 2 * (3 * H * I + 4 * H * H) * batch * length
+        flops = forward if mode == "forward" else 3 * (forward + count * batch * 2 * (H * H + H * V))
+        return {"ms": seconds * 1e3, "tflops": flops / seconds / 1e12, "compile_s": compile_s}
+    finally:
+        ssm.multi_conv, ssm.conv_precision, modeling._SAVE_MATMULS = _REAL["conv"], _REAL["precision"], _REAL["policy"]
+        jax.clear_caches()
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--length", type=int, default=512)
+    parser.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--conv-errors", action="store_true")
+    parser.add_argument("--tiny", action="store_true", help="tiny model, batch 2, L=64 (checks the script)")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    size, batch, length = (TINY, 2, 64) if args.tiny else (BASE, args.batch, args.length)
+    result = {"device": jax.devices()[0].device_kind, "dtype": args.dtype, "batch": batch, "length": length,
+              "conv_errors": conv_errors(*((64, 1, 8, 16) if args.tiny else ())) if args.conv_errors else {},
+              "variants": {}}
+    for name in args.variants:
+        row = run_variant(size, batch, length, args.dtype, 1 if args.tiny else args.repeats, **VARIANTS[name])
+        result["variants"][name] = row
+        print(f"{name:<12} B{batch} L{length} {args.dtype}: {row['ms']:8.2f} ms  {row['tflops']:7.1f} TFLOP/s  "
+              f"compile {row['compile_s']:.1f} s", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()
