@@ -111,30 +111,25 @@ def run_matmul(case: dict) -> dict:
     return {"gflops": 2 * n ** 3 / seconds / 1e9}
 
 
-def run_bigs(case: dict) -> dict:
+def bigs_program(model, mode: str, batch: int, length: int):
+    """Compile one BiGS call on random tokens: "forward" (last hidden state), "grad" (MLM loss
+    and gradients) or "train" (an AdamW step on them, params and optimiser state donated).
+    Returns (compiled, call, compile seconds); call() runs it once and waits for it."""
     import jax
     import jax.numpy as jnp
     import numpy as np
     import optax
 
-    from bigs import BiGSConfig, FlaxBiGSForMaskedLM, FlaxBiGSModel
-
-    batch, length = case["batch"], case["length"]
-    config = BiGSConfig(**case["size"], max_position_embeddings=length, remat=case["model"] == "bigs-remat")
-    start = time.perf_counter()
-    model = (FlaxBiGSModel if case["mode"] == "forward" else FlaxBiGSForMaskedLM)(config, dtype=case["dtype"])
-    jax.block_until_ready(model.params)
-    construct = time.perf_counter() - start
-
+    vocab = model.config.vocab_size
     rng = np.random.RandomState(0)
-    ids = jnp.asarray(rng.randint(1, config.vocab_size, (batch, length)), jnp.int32)
+    ids = jnp.asarray(rng.randint(1, vocab, (batch, length)), jnp.int32)
     inputs = (ids, jnp.ones_like(ids), jnp.zeros_like(ids), jnp.broadcast_to(jnp.arange(length), ids.shape))
-    if case["mode"] == "forward":
+    if mode == "forward":
         def forward(params, *inputs):
             return model.module.apply({"params": params}, *inputs).last_hidden_state
         fn, args = jax.jit(forward), (model.params, *inputs)
     else:
-        labels = jnp.asarray(_labels(rng, batch, length, config.vocab_size), jnp.int32)
+        labels = jnp.asarray(_labels(rng, batch, length, vocab), jnp.int32)
         max_predictions = int(round(MASK_FRACTION * length)) or 1
         optimizer = optax.adamw(1e-4, b1=0.9, b2=0.98, eps=1e-6, weight_decay=0.05)
 
@@ -146,7 +141,10 @@ def run_bigs(case: dict) -> dict:
             loss, grads = jax.value_and_grad(loss_fn)(params)
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return optax.apply_updates(params, updates), opt_state, loss
-        fn, args = jax.jit(train_step, donate_argnums=(0, 1)), (model.params, optimizer.init(model.params))
+        if mode == "grad":
+            fn, args = jax.jit(jax.value_and_grad(loss_fn)), (model.params,)
+        else:
+            fn, args = jax.jit(train_step, donate_argnums=(0, 1)), (model.params, optimizer.init(model.params))
 
     start = time.perf_counter()
     compiled = fn.lower(*args).compile()
@@ -156,8 +154,24 @@ def run_bigs(case: dict) -> dict:
     def call():
         out = compiled(*state["args"])
         jax.block_until_ready(out)
-        if case["mode"] == "train":
+        if mode == "train":
             state["args"] = out[:2]
+    return compiled, call, compile_s
+
+
+def run_bigs(case: dict) -> dict:
+    import jax
+
+    from bigs import BiGSConfig, FlaxBiGSForMaskedLM, FlaxBiGSModel
+
+    batch, length = case["batch"], case["length"]
+    config = BiGSConfig(**case["size"], max_position_embeddings=length, remat=case["model"] == "bigs-remat")
+    start = time.perf_counter()
+    model = (FlaxBiGSModel if case["mode"] == "forward" else FlaxBiGSForMaskedLM)(config, dtype=case["dtype"])
+    jax.block_until_ready(model.params)
+    construct = time.perf_counter() - start
+
+    _, call, compile_s = bigs_program(model, case["mode"], batch, length)
     call()
     return {"seconds": _timed(call, case["repeats"]), "compile_s": compile_s, "construct_s": construct,
             "peak_device_gb": _device_peak_gb()}
@@ -310,7 +324,8 @@ def main(argv=None) -> dict:
                     achieved = model_flops(model, mode, size, batch, length) / row["seconds"] / 1e9
                     row["mfu"] = achieved / peak
                     row["mfu_local"] = achieved / row["local_peak_gflops"]
-                    row["memory_gb"] = row["peak_device_gb"] if on_gpu else row["peak_rss_gb"]
+                    # torch without CUDA on a GPU machine runs BERT on the CPU: RSS is its memory then.
+                    row["memory_gb"] = row.get("peak_device_gb") or row["peak_rss_gb"]
                     print(f"{model:<10} {mode:<8} {length:>6} {batch:>3} {row['seconds'] * 1e3:>9.1f} "
                           f"{row['tokens_per_s']:>8.0f} {row['mfu']:>5.2f} {row['mfu_local']:>5.2f} "
                           f"{row['memory_gb']:>6.2f} {row['compile_s']:>9.1f} {row['construct_s']:>7.1f}",

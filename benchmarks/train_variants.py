@@ -21,17 +21,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from bigs import BiGSConfig, FlaxBiGSForMaskedLM, FlaxBiGSModel, modeling, ssm
 
-BASE = dict(num_hidden_layers=12, hidden_size=768, intermediate_size=3072, num_ssm=64, vocab_size=30522)
-TINY = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_ssm=16, vocab_size=1000)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import BASE, TINY, bigs_program, model_flops  # noqa: E402
 HIGHEST = jax.lax.Precision.HIGHEST
 PRECISIONS = {"highest": HIGHEST, "bf16x3": "BF16_BF16_F32_X3", "bf16x6": "BF16_BF16_F32_X6",
               "tf32x3": "TF32_TF32_F32_X3", "default": jax.lax.Precision.DEFAULT}
@@ -100,42 +101,7 @@ def run_variant(size, batch, length, dtype, repeats, precision=None, backend="au
     try:
         config = BiGSConfig(**size, max_position_embeddings=length, conv_backend=backend)
         model = (FlaxBiGSModel if mode == "forward" else FlaxBiGSForMaskedLM)(config, dtype=dtype)
-        rng = np.random.RandomState(0)
-        ids = jnp.asarray(rng.randint(1, size["vocab_size"], (batch, length)), jnp.int32)
-        inputs = (ids, jnp.ones_like(ids), jnp.zeros_like(ids), jnp.broadcast_to(jnp.arange(length), ids.shape))
-        count = max(1, int(round(0.15 * length)))
-        labels = np.full((batch, length), -100, np.int32)
-        for row in labels:
-            row[rng.choice(length, count, replace=False)] = rng.randint(1, size["vocab_size"], count)
-        labels = jnp.asarray(labels)
-        optimizer = optax.adamw(1e-4, b1=0.9, b2=0.98, eps=1e-6, weight_decay=0.05)
-
-        def loss_fn(params):
-            return model.module.apply({"params": params}, *inputs, labels, max_predictions=count,
-                                      method=model.module_class.mlm_loss).loss
-
-        def step(params, opt_state):
-            loss, grads = jax.value_and_grad(loss_fn)(params)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), opt_state, loss
-
-        if mode == "forward":
-            fn = jax.jit(lambda p: model.module.apply({"params": p}, *inputs).last_hidden_state)
-            args = (model.params,)
-        elif mode == "grad":
-            fn, args = jax.jit(jax.value_and_grad(loss_fn)), (model.params,)
-        else:
-            fn, args = jax.jit(step, donate_argnums=(0, 1)), (model.params, optimizer.init(model.params))
-        start = time.perf_counter()
-        compiled = fn.lower(*args).compile()
-        compile_s = time.perf_counter() - start
-        state = {"args": args}
-
-        def call():
-            out = compiled(*state["args"])
-            jax.block_until_ready(out)
-            if mode == "train":
-                state["args"] = out[:2]
+        _, call, compile_s = bigs_program(model, mode, batch, length)
         call()
         times = []
         for _ in range(repeats):
@@ -143,9 +109,8 @@ def run_variant(size, batch, length, dtype, repeats, precision=None, backend="au
             call()
             times.append(time.perf_counter() - start)
         seconds = float(np.median(times))
-        H, I, V = size["hidden_size"], size["intermediate_size"], size["vocab_size"]
-        forward = size["num_hidden_layers"] * 2 * (3 * H * I + 4 * H * H) * batch * length
-        flops = forward if mode == "forward" else 3 * (forward + count * batch * 2 * (H * H + H * V))
+        # "grad" does the train step's FLOPs less the optimiser's (which are not counted).
+        flops = model_flops("bigs", "forward" if mode == "forward" else "train", size, batch, length)
         return {"ms": seconds * 1e3, "tflops": flops / seconds / 1e12, "compile_s": compile_s}
     finally:
         ssm.multi_conv, ssm.conv_precision, modeling._SAVE_MATMULS = _REAL["conv"], _REAL["precision"], _REAL["policy"]
