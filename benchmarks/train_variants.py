@@ -32,7 +32,8 @@ import numpy as np
 from bigs import BiGSConfig, FlaxBiGSForMaskedLM, FlaxBiGSModel, modeling, ssm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import BASE, TINY, bigs_program, model_flops  # noqa: E402
+from bench import BASE, TINY, _timed, bigs_program, model_flops  # noqa: E402
+
 HIGHEST = jax.lax.Precision.HIGHEST
 PRECISIONS = {"highest": HIGHEST, "bf16x3": "BF16_BF16_F32_X3", "bf16x6": "BF16_BF16_F32_X6",
               "tf32x3": "TF32_TF32_F32_X3", "default": jax.lax.Precision.DEFAULT}
@@ -101,14 +102,9 @@ def run_variant(size, batch, length, dtype, repeats, precision=None, backend="au
     try:
         config = BiGSConfig(**size, max_position_embeddings=length, conv_backend=backend)
         model = (FlaxBiGSModel if mode == "forward" else FlaxBiGSForMaskedLM)(config, dtype=dtype)
-        _, call, compile_s = bigs_program(model, mode, batch, length)
+        call, compile_s = bigs_program(model, mode, batch, length)
         call()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - start)
-        seconds = float(np.median(times))
+        seconds = _timed(call, repeats)
         # "grad" does the train step's FLOPs less the optimiser's (which are not counted).
         flops = model_flops("bigs", "forward" if mode == "forward" else "train", size, batch, length)
         return {"ms": seconds * 1e3, "tflops": flops / seconds / 1e12, "compile_s": compile_s}

@@ -18,9 +18,8 @@ unchanged (see checkpoint.py). Differences from the official implementation:
 
 from __future__ import annotations
 
-import functools
 import os
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import flax.linen as nn
@@ -526,7 +525,7 @@ def _init_params_traced(module: nn.Module, rng) -> dict:
     return module.init({"params": rng, "dropout": rng}, ids, jnp.ones_like(ids), jnp.zeros_like(ids), positions)["params"]
 
 
-@functools.lru_cache(maxsize=64)  # per distinct module (modules built from equal configs are equal)
+@lru_cache(maxsize=64)  # per distinct module (modules built from equal configs are equal)
 def _param_shapes(module: nn.Module) -> dict:
     return jax.eval_shape(partial(_init_params_traced, module), jax.random.PRNGKey(0))
 
