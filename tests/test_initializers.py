@@ -1,5 +1,6 @@
-"""The fast initialiser (one draw cut into leaves) against Flax's module.init: the same tree,
-shapes, constants and distributions, for every model class."""
+"""The fast initialisers (numpy on the host for a concrete key, one compiled draw under a
+trace) against Flax's module.init: the same tree, shapes, constants and distributions, for
+every model class."""
 
 import jax
 import numpy as np
@@ -14,13 +15,19 @@ CONFIG = dict(vocab_size=400, hidden_size=64, intermediate_size=96, num_hidden_l
               max_position_embeddings=64, num_labels=2, initializer_range=0.05)
 
 
+def _traced_init(model, seed):
+    return jax.jit(lambda key: model.init_weights(key))(jax.random.PRNGKey(seed))
+
+
 @pytest.mark.parametrize("name", sorted(bigs.MODEL_CLASSES))
-@pytest.mark.parametrize("own_draw_min_size", [1 << 20, 1000])   # all leaves pooled / large ones drawn alone
-def test_fast_init_matches_flax_init(name, own_draw_min_size, monkeypatch):
-    monkeypatch.setattr(initializers, "OWN_DRAW_MIN_SIZE", own_draw_min_size)
+@pytest.mark.parametrize("draw", ["host", "traced, pooled", "traced, large leaves alone"])
+def test_fast_init_matches_flax_init(name, draw, monkeypatch):
+    monkeypatch.setattr(initializers, "OWN_DRAW_MIN_SIZE", 1000 if draw.endswith("alone") else 1 << 20)
+    monkeypatch.setattr(initializers, "HOST_CHUNK", 5000)   # several chunks in the large leaves
     cfg = bigs.BiGSConfig(**CONFIG, scaling="lin")
     model = bigs.MODEL_CLASSES[name](cfg, seed=0)
-    fast = traverse_util.flatten_dict(jax.device_get(model.params))
+    params = model.params if draw == "host" else _traced_init(model, 0)
+    fast = traverse_util.flatten_dict(jax.device_get(params))
     flax_init = traverse_util.flatten_dict(jax.device_get(
         jax.jit(_init_params_traced, static_argnums=0)(model.module, jax.random.PRNGKey(1))))
     assert list(fast) == list(flax_init)
@@ -39,18 +46,41 @@ def test_fast_init_matches_flax_init(name, own_draw_min_size, monkeypatch):
             assert len(np.unique(value)) > value.size // 2, path        # not one value repeated
 
 
-def test_fast_init_draws_each_leaf_independently_and_by_seed():
+@pytest.mark.parametrize("draw", ["host", "traced"])
+def test_fast_init_draws_each_leaf_independently_and_by_seed(draw, monkeypatch):
+    monkeypatch.setattr(initializers, "HOST_CHUNK", 5000)
     cfg = bigs.BiGSConfig(**CONFIG)
-    params = traverse_util.flatten_dict(bigs.FlaxBiGSModel(cfg, seed=0).params, sep="/")
+    model = bigs.FlaxBiGSModel(cfg, _do_init=False)
+
+    def init(seed):
+        key = jax.random.PRNGKey(seed)
+        params = model.init_weights(key) if draw == "host" else _traced_init(model, seed)
+        return traverse_util.flatten_dict(jax.device_get(params), sep="/")
+
+    params, again, other = init(0), init(0), init(1)
     layers = params["encoder/layer/du_forward/kernel"]
     assert not np.allclose(layers[0], layers[1])                      # the layers differ
     assert not np.allclose(params["encoder/layer/du_forward/kernel"], params["encoder/layer/du_backward/kernel"])
-    again = traverse_util.flatten_dict(bigs.FlaxBiGSModel(cfg, seed=0).params, sep="/")
-    other = traverse_util.flatten_dict(bigs.FlaxBiGSModel(cfg, seed=1).params, sep="/")
+    embedding = params["embeddings/word_embeddings/embedding"].reshape(-1)
+    assert not np.allclose(embedding[:5000], embedding[5000:10000])   # so do a leaf's chunks
     for key, value in params.items():
         np.testing.assert_array_equal(value, again[key])
     assert not np.allclose(params["embeddings/word_embeddings/embedding"],
                            other["embeddings/word_embeddings/embedding"])
+
+
+def test_host_draw_does_not_depend_on_the_number_of_threads(monkeypatch):
+    monkeypatch.setattr(initializers, "HOST_CHUNK", 3000)
+    model = bigs.FlaxBiGSForMaskedLM(bigs.BiGSConfig(**CONFIG), _do_init=False)
+    layout = tuple((path, tuple(leaf.shape), initializers.spec(path[-1], model.config))
+                   for path, leaf in traverse_util.flatten_dict(model.init_shapes()).items())
+    key = jax.random.PRNGKey(3)
+    for one, three in zip(initializers._host_draw(layout, key, threads=1),
+                          initializers._host_draw(layout, key, threads=3)):
+        np.testing.assert_array_equal(one, three)
+    typed = initializers._host_draw(layout, jax.random.wrap_key_data(key))   # a new-style typed key
+    for raw, new in zip(initializers._host_draw(layout, key), typed):
+        np.testing.assert_array_equal(raw, new)
 
 
 def test_unknown_parameter_name_is_named():
