@@ -8,10 +8,13 @@ variant changes one thing by swapping a module-level choice before the step is t
     no-conv          the SSM convolution replaced by the identity (what the rest costs)
     policy           what the backward pass keeps: "matmuls" (default), "dots"
     mode             "train" (step with AdamW), "grad" (value_and_grad only), "forward"
+                     ("forward-no-conv": the forward without the convolution)
 
     python benchmarks/train_variants.py                          # base size, bf16, B32, L512
     python benchmarks/train_variants.py --conv-errors --variants base highest no-conv
     python benchmarks/train_variants.py --tiny --variants base   # a seconds-long CPU check
+    python benchmarks/train_variants.py --dtype float32 --batch 8 --length 512 \
+        --variants forward forward-no-conv                      # what the conv costs on CPU
 
 --conv-errors first prints each precision x backend's error against a float64 numpy
 convolution (L=512, batch 8, hidden 768). Prints one line per variant and writes JSON.
@@ -49,6 +52,7 @@ VARIANTS = {
     "policy-dots": {"policy": "dots"},
     "grad-only": {"mode": "grad"},
     "forward": {"mode": "forward"},
+    "forward-no-conv": {"mode": "forward", "conv": False},
 }
 _REAL = {"conv": ssm.multi_conv, "precision": ssm.conv_precision, "policy": modeling._SAVE_MATMULS}
 
@@ -131,7 +135,7 @@ def main(argv=None) -> dict:
     for name in args.variants:
         row = run_variant(size, batch, length, args.dtype, 1 if args.tiny else args.repeats, **VARIANTS[name])
         result["variants"][name] = row
-        print(f"{name:<12} B{batch} L{length} {args.dtype}: {row['ms']:8.2f} ms  {row['tflops']:7.1f} TFLOP/s  "
+        print(f"{name:<15} B{batch} L{length} {args.dtype}: {row['ms']:8.2f} ms  {row['tflops']:7.1f} TFLOP/s  "
               f"compile {row['compile_s']:.1f} s", flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -16,7 +16,7 @@ parameter, which took 1.5 s to compile at base size, more than the draw itself. 
 
 - with a concrete key (building a model): on the host, by numpy on every core, in fixed
   chunks each seeded from (key, leaf, chunk), so the numbers do not depend on the number of
-  threads. Nothing is compiled, and on CPU the arrays become jax arrays without a copy.
+  threads. Nothing is compiled; each leaf is then copied once into memory jax owns.
 - under a trace (the sharded train state in `bigs.train.pretrain`): one compiled program in
   which each large leaf is one threefry draw and the small leaves are cut from one pool.
 
@@ -93,8 +93,21 @@ def init_params(module, shapes: dict, key) -> dict:
         with jax.threefry_partitionable(False):  # the faster threefry on CPU (0.8 s vs 1.3 s for 110M numbers)
             values = _draw(layout, OWN_DRAW_MIN_SIZE, key)
     else:
-        values = [jax.device_put(value) for value in _host_draw(layout, key)]
+        leaves = _host_draw(layout, key)
+        values = []
+        for index in range(len(leaves)):
+            values.append(_owned_by_jax(leaves[index]))
+            leaves[index] = None                   # free each host leaf once it is copied
     return traverse_util.unflatten_dict(dict(zip(flat, values)))
+
+
+def _owned_by_jax(leaf: np.ndarray) -> jax.Array:
+    """`leaf` on the default device, in a buffer jax owns. On CPU, device_put of an aligned
+    numpy array only wraps its memory, and jit cannot reuse such a buffer when it is donated
+    (the usual training step): the first step would then hold the params twice. The copy
+    costs about 0.17 s for 110M numbers on this CPU. Waiting for it lets the caller free the
+    host leaf before the next copy starts: 0.88 GB peak RSS at base size instead of 1.31."""
+    return jax.device_put(jax.device_put(leaf), may_alias=False).block_until_ready()
 
 
 # Host draw: each chunk of a leaf is its own numpy generator, seeded from the key and the
@@ -148,7 +161,8 @@ def _host_draw(layout: tuple, key, threads: int | None = None) -> list[np.ndarra
 
 def _aligned_empty(shape: tuple, alignment: int = 64) -> np.ndarray:
     """An uninitialised float32 array whose data starts on an `alignment`-byte boundary: jax on
-    CPU then takes it over without copying (it copies a 16-byte-aligned one)."""
+    CPU then wraps it without a copy (it copies a 16-byte-aligned one), so that
+    `_owned_by_jax` copies it once, not twice."""
     size = int(np.prod(shape))
     raw = np.empty(size + alignment // 4, np.float32)
     start = (-raw.ctypes.data % alignment) // 4

@@ -86,3 +86,12 @@ def test_host_draw_does_not_depend_on_the_number_of_threads(monkeypatch):
 def test_unknown_parameter_name_is_named():
     with pytest.raises(KeyError, match="gamma"):
         initializers.spec("gamma", bigs.BiGSConfig(**CONFIG))
+
+
+def test_built_params_are_owned_by_jax_so_a_donating_step_reuses_their_memory():
+    # device_put of an aligned numpy array only wraps it on CPU, and such a buffer cannot be
+    # donated: a training step would then hold the params twice.
+    embedding = bigs.FlaxBiGSModel(bigs.BiGSConfig(**CONFIG)).params["embeddings"]["word_embeddings"]["embedding"]
+    pointer = embedding.unsafe_buffer_pointer()
+    doubled = jax.jit(lambda x: x * 2, donate_argnums=0)(embedding)
+    assert doubled.unsafe_buffer_pointer() == pointer
