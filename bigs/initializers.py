@@ -26,7 +26,10 @@ The two give different numbers from the same key, with the same distributions (t
 from __future__ import annotations
 
 import os
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from functools import partial
 
 import jax
@@ -93,11 +96,7 @@ def init_params(module, shapes: dict, key) -> dict:
         with jax.threefry_partitionable(False):  # the faster threefry on CPU (0.8 s vs 1.3 s for 110M numbers)
             values = _draw(layout, OWN_DRAW_MIN_SIZE, key)
     else:
-        leaves = _host_draw(layout, key)
-        values = []
-        for index in range(len(leaves)):
-            values.append(_owned_by_jax(leaves[index]))
-            leaves[index] = None                   # free each host leaf once it is copied
+        values = [_owned_by_jax(leaf) for leaf in _host_draw(layout, key)]   # each host leaf freed once copied
     return traverse_util.unflatten_dict(dict(zip(flat, values)))
 
 
@@ -117,27 +116,17 @@ def _owned_by_jax(leaf: np.ndarray) -> jax.Array:
 HOST_CHUNK = 1 << 22
 
 
-def _host_draw(layout: tuple, key, threads: int | None = None) -> list[np.ndarray]:
-    """The leaves of `layout` as float32 numpy arrays, random ones drawn from `key` on
-    `threads` threads (None: one per core this process may use)."""
+def _host_draw(layout: tuple, key, threads: int | None = None) -> Iterator[np.ndarray]:
+    """The leaves of `layout` in order, as float32 numpy arrays, random ones drawn from `key`
+    on `threads` threads (None: one per core this process may use). Later leaves are drawn
+    while the caller handles earlier ones."""
     key = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     entropy = [int(word) for word in np.asarray(key, np.uint32).ravel()]
-    leaves = [_aligned_empty(shape) for _, shape, _ in layout]
-    jobs = []
-    for index, ((_, shape, spec_), leaf) in enumerate(zip(layout, leaves)):
-        kind, *args = spec_
-        if kind == "constant":
-            leaf[...] = args[0]
-        elif kind == "A":
-            scaling, num_ssm, part = args
-            leaf[...] = ssm.init_A(scaling, num_ssm)[part]
-        else:
-            flat = leaf.reshape(-1)
-            jobs += [(spec_, flat[start:start + HOST_CHUNK], (index, start // HOST_CHUNK))
-                     for start in range(0, flat.size, HOST_CHUNK)]
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
-    def fill(job):
-        (kind, *args), out, place = job
+    def fill(spec_, out, place):
+        kind, *args = spec_
         generator = np.random.Generator(np.random.SFC64(np.random.SeedSequence(entropy, spawn_key=place)))
         if kind == "normal":
             generator.standard_normal(out=out, dtype=np.float32)
@@ -147,16 +136,30 @@ def _host_draw(layout: tuple, key, threads: int | None = None) -> list[np.ndarra
             out *= np.float32(args[1] - args[0])
             out += np.float32(args[0])
 
-    if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = min(len(jobs), threads)
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(fill, jobs))
-    else:
-        for job in jobs:
-            fill(job)
-    return leaves
+    with ThreadPoolExecutor(threads) if threads > 1 else nullcontext() as pool:
+        pending = deque()
+        for index, (_, shape, spec_) in enumerate(layout):
+            leaf, chunks = _aligned_empty(shape), []
+            kind, *args = spec_
+            if kind == "constant":
+                leaf[...] = args[0]
+            elif kind == "A":
+                scaling, num_ssm, part = args
+                leaf[...] = ssm.init_A(scaling, num_ssm)[part]
+            else:
+                flat = leaf.reshape(-1)
+                for start in range(0, flat.size, HOST_CHUNK):
+                    chunk = (spec_, flat[start:start + HOST_CHUNK], (index, start // HOST_CHUNK))
+                    chunks.append(pool.submit(fill, *chunk) if pool else chunk)
+            pending.append((leaf, chunks))
+        while pending:
+            leaf, chunks = pending.popleft()           # ours no longer: the caller may free it
+            for chunk in chunks:
+                if pool:
+                    chunk.result()
+                else:
+                    fill(*chunk)
+            yield leaf
 
 
 def _aligned_empty(shape: tuple, alignment: int = 64) -> np.ndarray:
