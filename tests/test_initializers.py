@@ -75,12 +75,14 @@ def test_host_draw_does_not_depend_on_the_number_of_threads(monkeypatch):
     layout = tuple((path, tuple(leaf.shape), initializers.spec(path[-1], model.config))
                    for path, leaf in traverse_util.flatten_dict(model.init_shapes()).items())
     key = jax.random.PRNGKey(3)
-    for one, three in zip(list(initializers._host_draw(layout, key, threads=1)),
-                          initializers._host_draw(layout, key, threads=3)):
-        np.testing.assert_array_equal(one, three)
-    typed = initializers._host_draw(layout, jax.random.wrap_key_data(key))   # a new-style typed key
-    for raw, new in zip(initializers._host_draw(layout, key), typed):
-        np.testing.assert_array_equal(raw, new)
+    one = list(initializers._host_draw(layout, key, threads=1))
+    three = list(initializers._host_draw(layout, key, threads=3))
+    typed = list(initializers._host_draw(layout, jax.random.wrap_key_data(key)))   # a new-style typed key
+    assert len(one) == len(three) == len(typed) == len(layout)
+    for leaf_one, leaf_three, leaf_typed, (_, shape, _) in zip(one, three, typed, layout):
+        assert leaf_one.shape == shape
+        np.testing.assert_array_equal(leaf_one, leaf_three)
+        np.testing.assert_array_equal(leaf_one, leaf_typed)
 
 
 def test_unknown_parameter_name_is_named():
