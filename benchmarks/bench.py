@@ -133,8 +133,9 @@ def bigs_program(model, mode: str, batch: int, length: int):
         max_predictions = int(round(MASK_FRACTION * length)) or 1
         optimizer = optax.adamw(1e-4, b1=0.9, b2=0.98, eps=1e-6, weight_decay=0.05)
 
-        def loss_fn(params):
+        def loss_fn(params):   # as in training: deterministic=False (and so no token blocks)
             return model.module.apply({"params": params}, *inputs, labels, max_predictions=max_predictions,
+                                      deterministic=False, rngs={"dropout": jax.random.PRNGKey(0)},
                                       method=model.module_class.mlm_loss).loss
 
         def train_step(params, opt_state):
@@ -165,7 +166,9 @@ def run_bigs(case: dict) -> dict:
     from bigs import BiGSConfig, FlaxBiGSForMaskedLM, FlaxBiGSModel
 
     batch, length = case["batch"], case["length"]
-    config = BiGSConfig(**case["size"], max_position_embeddings=length, remat=case["model"] == "bigs-remat")
+    # Dropout off, as BERT's below (the train step runs with deterministic=False).
+    config = BiGSConfig(**case["size"], max_position_embeddings=length, remat=case["model"] == "bigs-remat",
+                        hidden_dropout_prob=0.0)
     start = time.perf_counter()
     model = (FlaxBiGSModel if case["mode"] == "forward" else FlaxBiGSForMaskedLM)(config, dtype=case["dtype"])
     jax.block_until_ready(model.params)

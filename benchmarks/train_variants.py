@@ -104,7 +104,7 @@ def run_variant(size, batch, length, dtype, repeats, precision=None, backend="au
         ssm.multi_conv = lambda u, params, reverse, *, backend, chunk=ssm.SCAN_CHUNK: u
     modeling._SAVE_MATMULS = POLICIES[policy]
     try:
-        config = BiGSConfig(**size, max_position_embeddings=length, conv_backend=backend)
+        config = BiGSConfig(**size, max_position_embeddings=length, conv_backend=backend, hidden_dropout_prob=0.0)
         model = (FlaxBiGSModel if mode == "forward" else FlaxBiGSForMaskedLM)(config, dtype=dtype)
         call, compile_s = bigs_program(model, mode, batch, length)
         call()

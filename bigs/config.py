@@ -2,8 +2,9 @@
 
 The keys and their meaning follow the original `BiGS/configuration_bigs.py` (see
 shared/SPEC.md), so a config.json written by the original loads here and ours loads there.
-Keys this project adds (`padding`, `conv_backend`, `scan_layers`, `remat`) are plain extra
-keys: the original ignores them. Unknown keys are kept and written back unchanged.
+Keys this project adds (`padding`, `conv_backend`, `scan_layers`, `remat`, `token_block`)
+are plain extra keys: the original ignores them. Unknown keys are kept and written back
+unchanged.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ _FIELDS: dict[str, tuple[Any, tuple[type, ...]]] = {
     "scan_layers": (True, (bool,)),
     # Rematerialise each layer in the backward pass (less memory, ~1/3 more compute).
     "remat": (False, (bool,)),
+    # Tokens per block for each layer's position-wise work (projections, GELUs, gating,
+    # LayerNorm): None picks by platform and mode (modeling.choose_token_block), 0 = all at once.
+    "token_block": (None, (int, type(None))),
 }
 
 _CHOICES = {
@@ -146,6 +150,8 @@ class BiGSConfig:
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ConfigError(f"config key {name!r} must be in [0, 1), got {value}")
+        if self.token_block is not None and self.token_block < 0:
+            raise ConfigError(f"config key 'token_block' must be >= 0 or None, got {self.token_block}")
         if self.initializer_range <= 0:
             raise ConfigError(f"initializer_range must be > 0, got {self.initializer_range}")
         if self.layer_norm_eps <= 0:
@@ -181,7 +187,7 @@ class BiGSConfig:
         if "num_labels" in overrides and overrides["num_labels"] is not None:
             merged.pop("id2label", None)
             merged.pop("label2id", None)
-        merged.update({k: v for k, v in overrides.items() if v is not None or k == "classifier_dropout"})
+        merged.update({k: v for k, v in overrides.items() if v is not None or k in ("classifier_dropout", "token_block")})
         model_type = merged.get("model_type", cls.model_type)
         if model_type not in (cls.model_type, "bigs"):
             raise ConfigError(f"config model_type is {model_type!r}, expected 'BiGS'")

@@ -59,6 +59,8 @@ def test_config_keeps_a_key_it_does_not_know(tmp_path):
     (dict(num_labels=0), "num_labels"),
     (dict(padding="left"), "padding"),
     (dict(vocab_size=True), "vocab_size"),
+    (dict(token_block=-1), "token_block"),
+    (dict(token_block=2.5), "token_block"),
 ])
 def test_config_rejects_wrong_types_and_values(bad, message):
     with pytest.raises(ConfigError, match=message):

@@ -1,6 +1,6 @@
 """The performance paths keep the model's numbers: scanned layers (compile size independent
-of depth), remat, checkpoints across layouts, bfloat16 compute, the gathered MLM loss, and
-the benchmark script's quick mode."""
+of depth), remat, token blocks, checkpoints across layouts, bfloat16 compute, the gathered
+MLM loss, and the benchmark script's quick mode."""
 
 import re
 import subprocess
@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bigs import BiGSConfig, FlaxBiGSForMaskedLM, FlaxBiGSModel
+from bigs import BiGSConfig, FlaxBiGSForMaskedLM, FlaxBiGSModel, modeling
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_ssm=8, max_position_embeddings=32)
@@ -87,6 +87,51 @@ def test_remat_gives_the_same_outputs_and_gradients():
     np.testing.assert_allclose(logits_remat, logits, atol=1e-6)
     for got, want in zip(jax.tree.leaves(grads_remat), jax.tree.leaves(grads)):
         np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def while_loops(model, ids, mask, deterministic=True):
+    forward = jax.jit(lambda params, *inputs: model.module.apply(
+        {"params": params}, *inputs, deterministic=deterministic, rngs={"dropout": jax.random.PRNGKey(0)}))
+    text = forward.lower(model.params, *model.prepare_inputs(ids, mask)).compile().as_text()
+    return text.count(" while(")
+
+
+@pytest.mark.parametrize("padding", ["reference", "exact"])
+def test_token_blocks_give_the_same_outputs_and_gradients(padding):
+    """The layers' position-wise work in blocks of tokens equals all tokens at once: blocks
+    that divide the 48 tokens (16), that leave a remainder (7: six of 7, then 6), and one
+    block (48); outputs and gradients."""
+    ids, mask = tiny_inputs()
+    labels = np.where(np.arange(ids.shape[1]) % 5 == 0, ids, -100)
+    results, loops = {}, {}
+    for block in (0, 7, 16, 48):
+        model = FlaxBiGSForMaskedLM(BiGSConfig(**TINY, num_hidden_layers=2, padding=padding, token_block=block),
+                                    seed=0)
+
+        def loss(params):
+            return model.mlm_loss(ids, labels, attention_mask=mask, params=params, max_predictions=8).loss
+        out = model(ids, attention_mask=mask, output_hidden_states=True)
+        results[block] = (out.logits, out.hidden_states[-1], jax.grad(loss)(model.params))
+        loops[block] = while_loops(model, ids, mask)
+    assert loops[7] > loops[0] and loops[16] > loops[0] and loops[48] == loops[0]   # blocks run as a loop
+    for block in (7, 16, 48):
+        for got, want in zip(jax.tree.leaves(results[block]), jax.tree.leaves(results[0])):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_token_block_auto_blocks_inference_on_cpu_only(monkeypatch):
+    """config.token_block=None: blocks of TOKEN_BLOCK tokens in inference on CPU; all
+    tokens at once in training (deterministic=False) and on GPUs and TPUs."""
+    assert modeling.choose_token_block(True, "cpu") == modeling.TOKEN_BLOCK
+    assert modeling.choose_token_block(False, "cpu") == 0
+    assert modeling.choose_token_block(True, "gpu") == modeling.choose_token_block(True, "tpu") == 0
+    ids, mask = tiny_inputs()
+    monkeypatch.setattr(modeling, "TOKEN_BLOCK", 16)
+    auto = FlaxBiGSModel(BiGSConfig(**TINY, num_hidden_layers=2), seed=0)
+    whole = FlaxBiGSModel(BiGSConfig(**TINY, num_hidden_layers=2, token_block=0), seed=0)
+    if jax.default_backend() == "cpu":
+        assert while_loops(auto, ids, mask) > while_loops(whole, ids, mask)
+    assert while_loops(auto, ids, mask, deterministic=False) == while_loops(whole, ids, mask, deterministic=False)
 
 
 def test_checkpoint_round_trip_between_scanned_and_unrolled_layers(tmp_path):

@@ -35,7 +35,6 @@ import math
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from typing import Any, Sequence
 
 import jax
@@ -44,7 +43,7 @@ import numpy as np
 import optax
 
 from ..config import BiGSConfig
-from ..data.glue import (TEST, TRAIN, Examples, TaskSpec, get_task, load_glue_hub, load_glue_tsv,
+from ..data.glue import (TRAIN, Examples, TaskSpec, get_task, load_glue_hub, load_glue_tsv,
                          load_user_files, submission_filename, write_submission)
 from ..errors import ConfigError, DataError
 from ..metrics import compute_generic_metrics, compute_metrics
