@@ -1,7 +1,8 @@
 """Variants of one BiGS MLM training step, timed in one process: what each part costs.
 
 Made for a GPU, where a step takes milliseconds (docs/performance.md, "On a GPU"). Each
-variant changes one thing by swapping a module-level choice before the step is traced:
+variant changes one thing, by swapping a module-level choice before the step is traced or
+by a config key:
 
     conv precision   the Toeplitz/scan matmuls' precision (ssm.conv_precision)
     backend          "auto", "fft", "toeplitz", "scan"
@@ -9,12 +10,17 @@ variant changes one thing by swapping a module-level choice before the step is t
     policy           what the backward pass keeps: "matmuls" (default), "dots"
     mode             "train" (step with AdamW), "grad" (value_and_grad only), "forward"
                      ("forward-no-conv": the forward without the convolution)
+    token block      config.token_block: "token-blocks" trains with blocks of 1024 tokens,
+                     "forward-whole" runs the forward with all tokens at once (by default
+                     the forward uses blocks on CPU and the training step does not)
 
     python benchmarks/train_variants.py                          # base size, bf16, B32, L512
     python benchmarks/train_variants.py --conv-errors --variants base highest no-conv
     python benchmarks/train_variants.py --tiny --variants base   # a seconds-long CPU check
     python benchmarks/train_variants.py --dtype float32 --batch 8 --length 512 \
         --variants forward forward-no-conv                      # what the conv costs on CPU
+    python benchmarks/train_variants.py --dtype float32 --batch 1 --length 16384 \
+        --variants forward forward-whole                        # what token blocks gain on CPU
 
 --conv-errors first prints each precision x backend's error against a float64 numpy
 convolution (L=512, batch 8, hidden 768). Prints one line per variant and writes JSON.
@@ -53,6 +59,8 @@ VARIANTS = {
     "grad-only": {"mode": "grad"},
     "forward": {"mode": "forward"},
     "forward-no-conv": {"mode": "forward", "conv": False},
+    "token-blocks": {"token_block": 1024},
+    "forward-whole": {"mode": "forward", "token_block": 0},
 }
 _REAL = {"conv": ssm.multi_conv, "precision": ssm.conv_precision, "policy": modeling._SAVE_MATMULS}
 
@@ -97,14 +105,15 @@ def conv_errors(length=512, batch=8, hidden=768, num_ssm=64):
 
 
 def run_variant(size, batch, length, dtype, repeats, precision=None, backend="auto", conv=True,
-                policy="matmuls", mode="train"):
+                policy="matmuls", mode="train", token_block=None):
     if precision is not None:
         ssm.conv_precision = lambda platform=None: PRECISIONS[precision]
     if not conv:
         ssm.multi_conv = lambda u, params, reverse, *, backend, chunk=ssm.SCAN_CHUNK: u
     modeling._SAVE_MATMULS = POLICIES[policy]
     try:
-        config = BiGSConfig(**size, max_position_embeddings=length, conv_backend=backend, hidden_dropout_prob=0.0)
+        config = BiGSConfig(**size, max_position_embeddings=length, conv_backend=backend, hidden_dropout_prob=0.0,
+                            token_block=token_block)
         model = (FlaxBiGSModel if mode == "forward" else FlaxBiGSForMaskedLM)(config, dtype=dtype)
         call, compile_s = bigs_program(model, mode, batch, length)
         call()

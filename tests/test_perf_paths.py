@@ -214,8 +214,8 @@ def test_train_variants_runs_and_restores_the_model(tmp_path):
     spec.loader.exec_module(variants)
     before = (ssm.multi_conv, ssm.conv_precision, modeling._SAVE_MATMULS)
     out = tmp_path / "variants.json"
-    variants.main(["--tiny", "--variants", "base", "no-conv", "highest", "--json", str(out)])
+    variants.main(["--tiny", "--variants", "base", "no-conv", "highest", "forward-whole", "--json", str(out)])
     assert (ssm.multi_conv, ssm.conv_precision, modeling._SAVE_MATMULS) == before
     rows = json.loads(out.read_text())["variants"]
-    assert set(rows) == {"base", "no-conv", "highest"}
+    assert set(rows) == {"base", "no-conv", "highest", "forward-whole"}
     assert all(row["ms"] > 0 and row["compile_s"] > 0 for row in rows.values())
