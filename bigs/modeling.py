@@ -150,10 +150,11 @@ def _apply_layer_norm(x, scale, bias, eps, dtype):
 # Tokens per block of the layers' position-wise work when config.token_block is None, on
 # CPU in inference. A layer's matmuls then read and write block-sized activations that stay
 # in cache ([1024, 3072] float32 is 12 MB, this CPU's L3 32 MB) instead of [B*L, 3072]
-# arrays in memory. Measured at base size, float32, on the 2-core CPU (docs/performance.md):
-# forward L=16384 b1 24.7 s -> 21.6 s (blocks of 1024) and 21.5 s (2048); L=512 b8 about 2%
-# faster. Under a gradient the blocks were slower (train step L=512 b8 20.2 s -> 21.6 s:
-# the loop stacks the saved matmul outputs), so training runs all tokens at once.
+# arrays in memory. Measured at base size, float32, on the 2-core CPU, alternating in one
+# process (benchmarks/train_variants.py, docs/performance.md "Token blocks"): forward
+# L=16384 b1 24.4, 25.9 s -> 22.0, 22.8 s; L=512 b8 2-4% faster. Under a gradient the blocks
+# were 6% slower (train step L=512 b8 21.4, 20.6 s -> 22.7, 21.8 s: the loop stacks the
+# matmul outputs the backward pass keeps), so training runs all tokens at once.
 TOKEN_BLOCK = 1024
 
 
@@ -191,8 +192,10 @@ class BiGSLayer(nn.Module):
         f  = do(gelu(dol(duc_forward(sf) * duc_backward(sb))) * v)   [B, L, H]
 
     du_forward and du_backward read the same x, so they run as one [H, 2H] matmul; dv runs
-    after the convolution (so x, not the wider gate, is what stays alive through it);
-    fs4 and bs4 run as one two-direction convolution.
+    after the convolution, from x = LN(h) recomputed there, so that only h and the SSM
+    inputs stay alive through it; fs4 and bs4 run as one two-direction convolution. All but
+    the convolution works on one token at a time (`ssm_inputs`, `mix`), over the tokens in
+    blocks of `token_block` (`_per_token`).
     """
 
     config: BiGSConfig
