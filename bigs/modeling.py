@@ -220,14 +220,21 @@ class BiGSLayer(nn.Module):
         def norm(h):
             return _apply_layer_norm(h, *norm_params, cfg.layer_norm_eps, dtype)
 
-        def linear(x, *names):    # several Dense layers of one input, as one matmul
-            kernel = jnp.concatenate([dense[n][0] for n in names], 1) if len(names) > 1 else dense[names[0]][0]
-            bias = jnp.concatenate([dense[n][1] for n in names]) if len(names) > 1 else dense[names[0]][1]
-            return jnp.dot(x.astype(dtype), kernel.astype(dtype)) + bias.astype(dtype)
+        # Kernels and biases in the compute dtype, once per call rather than once per block;
+        # du_forward and du_backward read the same x, so they are one [H, 2H] matmul ("du").
+        def cast(kernel, bias):
+            return kernel.astype(dtype), bias.astype(dtype)
+
+        weights = {name: cast(*dense[name]) for name in ("dv", "duc_forward", "duc_backward", "dol", "do")}
+        weights["du"] = cast(*(jnp.concatenate(parts, -1) for parts in zip(dense["du_forward"], dense["du_backward"])))
+
+        def linear(x, name):
+            kernel, bias = weights[name]
+            return jnp.dot(x.astype(dtype), kernel) + bias
 
         def ssm_inputs(hidden, mask):          # one token: [H], [] -> [2, H]
             x = norm(hidden) if cfg.pre_norm else hidden
-            u = gelu_tanh(linear(x, "du_forward", "du_backward")).reshape(2, H)
+            u = gelu_tanh(linear(x, "du")).reshape(2, H)
             if self.padding == "exact":
                 # Pads feed nothing into either SSM: each sequence sees only its own tokens.
                 u = u * mask.astype(u.dtype)
