@@ -60,6 +60,13 @@ def model_flops(model: str, mode: str, size: dict, batch: int, length: int) -> f
     return float(3 * (forward + head_tokens * 2 * (H * H + H * V)))
 
 
+def save_json(path: str | None, result: dict) -> None:
+    """Write a benchmark's result to `path` (nothing when None)."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f, indent=2)
+
+
 # ----------------------------------------------------------------------- cases
 def _timed(fn, repeats: int) -> float:
     times = []
@@ -339,9 +346,7 @@ def main(argv=None) -> dict:
     result = {"device": probe["device"], "platform": probe["platform"], "dtype": args.dtype,
               "matmul_peak_gflops": peaks, "size": size, "rows": rows,
               "note": "medians after one warm-up; each case in a fresh process unless --in-process"}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    save_json(args.json, result)
     return result
 
 

@@ -29,7 +29,6 @@ convolution (L=512, batch 8, hidden 768). Prints one line per variant and writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -41,7 +40,7 @@ import numpy as np
 from bigs import BiGSConfig, FlaxBiGSForMaskedLM, FlaxBiGSModel, modeling, ssm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import BASE, TINY, _timed, bigs_program, model_flops  # noqa: E402
+from bench import BASE, TINY, _timed, bigs_program, model_flops, save_json  # noqa: E402
 
 HIGHEST = jax.lax.Precision.HIGHEST
 PRECISIONS = {"highest": HIGHEST, "bf16x3": "BF16_BF16_F32_X3", "bf16x6": "BF16_BF16_F32_X6",
@@ -146,9 +145,7 @@ def main(argv=None) -> dict:
         result["variants"][name] = row
         print(f"{name:<15} B{batch} L{length} {args.dtype}: {row['ms']:8.2f} ms  {row['tflops']:7.1f} TFLOP/s  "
               f"compile {row['compile_s']:.1f} s", flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    save_json(args.json, result)
     return result
 
 

@@ -187,7 +187,9 @@ class BiGSConfig:
         if "num_labels" in overrides and overrides["num_labels"] is not None:
             merged.pop("id2label", None)
             merged.pop("label2id", None)
-        merged.update({k: v for k, v in overrides.items() if v is not None or k in ("classifier_dropout", "token_block")})
+        # An override of None means "not given", except for keys where None is a value.
+        merged.update({k: v for k, v in overrides.items()
+                       if v is not None or type(None) in _FIELDS.get(k, (None, ()))[1]})
         model_type = merged.get("model_type", cls.model_type)
         if model_type not in (cls.model_type, "bigs"):
             raise ConfigError(f"config model_type is {model_type!r}, expected 'BiGS'")

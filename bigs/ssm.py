@@ -100,7 +100,7 @@ def conv_precision(platform: str | None = None):
     if platform in ("gpu", "cuda", "rocm") and jax.config.jax_default_matmul_precision in (
             None, "default", "fastest", "bfloat16", "tensorfloat32", "high", "bfloat16_3x"):
         return "BF16_BF16_F32_X3"
-    return jax.lax.Precision.HIGHEST
+    return _F32
 
 
 def discretize(A_re, A_im, C, log_step):

@@ -67,6 +67,13 @@ def test_config_rejects_wrong_types_and_values(bad, message):
         tiny(**bad)
 
 
+def test_config_override_of_none_is_a_value_only_where_none_is_allowed():
+    config = tiny(token_block=256, classifier_dropout=0.2)
+    copied = config.copy(token_block=None, classifier_dropout=None, hidden_size=None)
+    assert copied.token_block is None and copied.classifier_dropout is None   # back to "auto" / unset
+    assert copied.hidden_size == config.hidden_size                            # None: not given
+
+
 def test_config_file_that_is_not_json(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
