@@ -7,6 +7,8 @@
 import sys
 
 from bigs.cli.pretrain import main
+from bigs.runtime import relaunch_with_hugepages
 
 if __name__ == "__main__":
+    relaunch_with_hugepages()
     sys.exit(main(prog="pretrain.py"))

@@ -9,6 +9,8 @@
 import sys
 
 from bigs.cli.glue import main
+from bigs.runtime import relaunch_with_hugepages
 
 if __name__ == "__main__":
+    relaunch_with_hugepages()
     sys.exit(main(prog="run_glue.py"))

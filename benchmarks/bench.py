@@ -19,7 +19,9 @@ on a GPU means each framework's default fp32 matmul, TF32 on recent NVIDIA GPUs:
 default, and torch's once `allow_tf32` is set (done here, so both compute alike); the SSM
 convolution stays true float32. bfloat16 keeps float32 params (BiGS dtype=bfloat16, BERT
 under torch.autocast). BERT needs the `bench` extra (torch, transformers); it is skipped
-above --bert-max-length.
+above --bert-max-length. Like the `bigs` training commands, the script first restarts itself
+with malloc on huge pages where that applies (bigs/runtime.py; BIGS_HUGEPAGES=0 for 4 KB
+pages), and the cases inherit that; the JSON's "hugepages" says which.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from bigs.runtime import hugepages_on, relaunch_with_hugepages
 
 BASE = dict(num_hidden_layers=12, hidden_size=768, intermediate_size=3072, num_ssm=64, vocab_size=30522)
 TINY = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_ssm=16, vocab_size=1000)
@@ -344,11 +348,12 @@ def main(argv=None) -> dict:
                     print(f"{model:<10} {mode:<8} {length:>6} {batch:>3}  skipped: {row['skipped']}", flush=True)
                 rows.append(row)
     result = {"device": probe["device"], "platform": probe["platform"], "dtype": args.dtype,
-              "matmul_peak_gflops": peaks, "size": size, "rows": rows,
+              "matmul_peak_gflops": peaks, "size": size, "rows": rows, "hugepages": hugepages_on(),
               "note": "medians after one warm-up; each case in a fresh process unless --in-process"}
     save_json(args.json, result)
     return result
 
 
 if __name__ == "__main__":
+    relaunch_with_hugepages()   # malloc on huge pages, as the bigs commands (bigs/runtime.py)
     main()

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bigs import BiGSConfig, FlaxBiGSForMaskedLM, FlaxBiGSModel, modeling, ssm
+from bigs.runtime import hugepages_on, relaunch_with_hugepages
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import BASE, TINY, _timed, bigs_program, model_flops, save_json  # noqa: E402
@@ -138,6 +139,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     size, batch, length = (TINY, 2, 64) if args.tiny else (BASE, args.batch, args.length)
     result = {"device": jax.devices()[0].device_kind, "dtype": args.dtype, "batch": batch, "length": length,
+              "hugepages": hugepages_on(),
               "conv_errors": conv_errors(*((64, 1, 8, 16) if args.tiny else ())) if args.conv_errors else {},
               "variants": {}}
     for name in args.variants:
@@ -150,4 +152,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    relaunch_with_hugepages()   # malloc on huge pages, as the bigs commands (bigs/runtime.py)
     main()

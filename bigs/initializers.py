@@ -38,6 +38,7 @@ import numpy as np
 from flax import traverse_util
 
 from . import ssm
+from .runtime import small_pages
 
 # (kind, *arguments) per parameter name; "initializer_range" is read from the config.
 _LOG_STEP_RANGE = (float(np.log(0.01)), 0.0)
@@ -96,7 +97,8 @@ def init_params(module, shapes: dict, key) -> dict:
         with jax.threefry_partitionable(False):  # the faster threefry on CPU (0.8 s vs 1.3 s for 110M numbers)
             values = _draw(layout, OWN_DRAW_MIN_SIZE, key)
     else:
-        values = [_owned_by_jax(leaf) for leaf in _host_draw(layout, key)]   # each host leaf freed once copied
+        with small_pages():
+            values = [_owned_by_jax(leaf) for leaf in _host_draw(layout, key)]   # each host leaf freed once copied
     return traverse_util.unflatten_dict(dict(zip(flat, values)))
 
 

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 
-from . import ssm
+from . import losses, ssm
 from .config import BiGSConfig
 from .errors import ConfigError, InputError
 from .initializers import flax_initializer as initializer
@@ -372,11 +372,17 @@ class BiGSMLMHead(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, hidden, word_embeddings):
+    def __call__(self, hidden, word_embeddings, targets=None):
+        """Logits [..., V]; with targets [...] instead (nll, hit) from
+        `losses.tied_softmax_cross_entropy`, without returning the logits."""
         hidden = _MLMTransform(self.config, self.dtype, name="transform")(hidden)
         bias = self.param("bias", initializer("bias", self.config), (self.config.vocab_size,))
-        logits = jnp.einsum("...h,vh->...v", hidden, word_embeddings.astype(hidden.dtype),
-                            preferred_element_type=jnp.float32)
+        embeddings = word_embeddings.astype(hidden.dtype)
+        if targets is not None:
+            flat = hidden.reshape(-1, hidden.shape[-1])
+            nll, hit = losses.tied_softmax_cross_entropy(flat, embeddings, bias, targets.reshape(-1))
+            return nll.reshape(targets.shape), hit.reshape(targets.shape)
+        logits = jnp.einsum("...h,vh->...v", hidden, embeddings, preferred_element_type=jnp.float32)
         return logits + bias
 
 
@@ -431,8 +437,10 @@ class FlaxBiGSForMaskedLMModule(_HeadModule):
         logits only at up to `max_predictions` labelled positions per sequence."""
         out = self.backbone(input_ids, attention_mask, token_type_ids, position_ids, deterministic,
                             False, padding, conv_backend)
-        return masked_lm_loss(lambda h: self.cls(h, _word_embeddings(self.s4_bert))[0],
-                              out.last_hidden_state, labels, max_predictions)
+
+        def predict(picked, targets):          # -> (nll, hit) at the picked positions
+            return self.cls(picked, _word_embeddings(self.s4_bert), targets=targets)[0]
+        return losses.masked_lm_loss(predict, out.last_hidden_state, labels, max_predictions)
 
 
 class FlaxBiGSForPreTrainingModule(FlaxBiGSForMaskedLMModule):
@@ -456,12 +464,14 @@ class _Predictions(nn.Module):
     with_nsp: bool = False
 
     @nn.compact
-    def __call__(self, hidden, word_embeddings, pooled=None):
-        logits = BiGSMLMHead(self.config, self.dtype, name="predictions")(hidden, word_embeddings) if self.with_mlm else None
+    def __call__(self, hidden, word_embeddings, pooled=None, targets=None):
+        # The MLM head's logits, or (nll, hit) when targets are given.
+        mlm = (BiGSMLMHead(self.config, self.dtype, name="predictions")(hidden, word_embeddings, targets)
+               if self.with_mlm else None)
         nsp = None
         if self.with_nsp and pooled is not None:
             nsp = _dense(self.config, 2, self.dtype, "seq_relationship")(pooled)
-        return logits, nsp
+        return mlm, nsp
 
 
 class FlaxBiGSForNextSentencePredictionModule(_HeadModule):
@@ -526,28 +536,6 @@ class FlaxBiGSForMultipleChoiceModule(_HeadModule):
         logits = self.classifier(self.dropout(out.pooler_output, deterministic=deterministic))
         return FlaxMultipleChoiceModelOutput(logits=logits.reshape(-1, num_choices),
                                              hidden_states=out.hidden_states)
-
-
-def masked_lm_loss(head_fn, hidden: Array, labels: Array, max_predictions: int):
-    """Cross-entropy over the positions with labels != -100 (at most max_predictions per row).
-
-    hidden [B, L, H], labels [B, L]. The labelled positions are gathered first, so the
-    vocabulary projection (the model's largest matmul) runs on [B, P, H], not [B, L, H].
-    """
-    labelled = labels != -100
-    # Indices of labelled positions first (stable), padded with unlabelled ones.
-    order = jnp.argsort(~labelled, axis=1, stable=True)[:, :max_predictions]
-    picked_labels = jnp.take_along_axis(labels, order, axis=1)
-    valid = picked_labels != -100
-    picked = jnp.take_along_axis(hidden, order[:, :, None], axis=1)
-    logits = head_fn(picked).astype(jnp.float32)                          # [B, P, V]
-    targets = jnp.where(valid, picked_labels, 0)
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    nll = -jnp.take_along_axis(log_probs, targets[:, :, None], axis=-1)[..., 0]
-    count = jnp.sum(valid)
-    loss = jnp.sum(jnp.where(valid, nll, 0.0)) / jnp.maximum(count, 1)
-    correct = jnp.sum(valid & (jnp.argmax(logits, axis=-1) == targets))
-    return MaskedLMLoss(loss=loss, correct=correct, count=count)
 
 
 # ------------------------------------------------------------------ user-facing API

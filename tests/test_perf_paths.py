@@ -219,3 +219,18 @@ def test_train_variants_runs_and_restores_the_model(tmp_path):
     rows = json.loads(out.read_text())["variants"]
     assert set(rows) == {"base", "no-conv", "highest", "forward-whole"}
     assert all(row["ms"] > 0 and row["compile_s"] > 0 for row in rows.values())
+
+
+def test_pretrain_step_benchmark_compares_the_same_step(tmp_path):
+    out = tmp_path / "pretrain_step.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pretrain_step.py"), "--layers", "1",
+                           "--hidden", "16", "--intermediate", "32", "--num-ssm", "4", "--vocab", "97",
+                           "--batch", "2", "--length", "16", "--predictions", "3", "--rounds", "1",
+                           "--repeats", "2", "--json", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    import json
+    cases = json.loads(out.read_text())["cases"]
+    assert {"fused/hugepages-off", "autodiff/hugepages-off"} <= set(cases)
+    # Three steps of the same training from the same seed: the two losses agree.
+    losses = [case["loss"] for case in cases.values()]
+    np.testing.assert_allclose(losses, losses[0], rtol=1e-4)

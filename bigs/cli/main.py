@@ -1,7 +1,9 @@
 """`bigs <command> ...`: one console script, a subcommand per job.
 
 Each subcommand lives in its own module with a `main(argv) -> int` function; it is
-imported only when used, so `bigs --help` stays fast.
+imported only when used, so `bigs --help` stays fast. Run as a command (not called with
+argv), the commands that train first restart the process with malloc on huge pages
+(bigs.runtime).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ COMMANDS = {
     "build-shards": ("bigs.data.pretraining:build_shards_main", "tokenise, pack and mask raw text into HDF5 shards"),
 }
 
+# Commands that train: run as `bigs <command>`, they restart with malloc on huge pages first.
+TRAINING = ("demo", "glue", "pretrain")
+
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
@@ -26,6 +31,7 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    as_command = argv is None
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
@@ -34,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"bigs: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    if as_command and name in TRAINING and "-h" not in rest and "--help" not in rest:
+        from bigs.runtime import relaunch_with_hugepages
+        relaunch_with_hugepages()
     target = COMMANDS[name][0]
     module_name, _, func = target.partition(":")
     entry = getattr(importlib.import_module(module_name), func or "main")
