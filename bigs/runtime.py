@@ -69,10 +69,19 @@ def hugepage_environment(environ=None, *, platform: str | None = None, glibc=Non
     return environ
 
 
+def _malloc_asks_for_hugepages() -> bool:
+    """Whether this process started with the tunable set to a value other than 0."""
+    for item in os.environ.get("GLIBC_TUNABLES", "").split(":"):
+        name, _, value = item.partition("=")
+        if name == TUNABLE:
+            return value not in ("", "0")
+    return False
+
+
 def hugepages_on() -> bool:
     """Whether malloc gets huge pages in this process: the tunable was set when it started,
     or the kernel gives them to every process ("always")."""
-    return TUNABLE in os.environ.get("GLIBC_TUNABLES", "") or _thp_mode() == "always"
+    return _malloc_asks_for_hugepages() or _thp_mode() == "always"
 
 
 def _restart_command() -> list[str] | None:
@@ -113,7 +122,7 @@ def small_pages():
     tunable is set); as before afterwards. Memory that is written once, like a model's fresh
     params, is slower to set up in huge pages: building a base-size model took 1.5-1.8 s with
     them and 1.2-1.4 s without (docs/performance.md, "Huge pages"). Process-wide while it lasts."""
-    switch = TUNABLE in os.environ.get("GLIBC_TUNABLES", "") and _prctl(PR_GET_THP_DISABLE) == 0
+    switch = _malloc_asks_for_hugepages() and _prctl(PR_GET_THP_DISABLE) == 0
     switch = switch and _prctl(PR_SET_THP_DISABLE, 1) == 0
     try:
         yield

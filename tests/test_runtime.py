@@ -98,6 +98,8 @@ def test_small_pages_turns_huge_pages_off_inside_and_back_on_after(monkeypatch):
     with runtime.small_pages():
         assert runtime._prctl(runtime.PR_GET_THP_DISABLE) == 1
     assert runtime._prctl(runtime.PR_GET_THP_DISABLE) == 0
-    monkeypatch.setenv("GLIBC_TUNABLES", "")                    # malloc uses 4 KB pages: nothing to switch
-    with runtime.small_pages():
-        assert runtime._prctl(runtime.PR_GET_THP_DISABLE) == 0
+    for tunables in ("", "glibc.malloc.hugetlb=0"):            # malloc uses 4 KB pages: nothing to switch
+        monkeypatch.setenv("GLIBC_TUNABLES", tunables)
+        assert not runtime.hugepages_on() or runtime._thp_mode() == "always"
+        with runtime.small_pages():
+            assert runtime._prctl(runtime.PR_GET_THP_DISABLE) == 0
