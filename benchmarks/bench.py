@@ -252,10 +252,13 @@ def run_case(case: dict) -> dict:
     return result
 
 
-def run_case_subprocess(case: dict, timeout: float) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), "--case", json.dumps(case)]
+def run_case_subprocess(case: dict, timeout: float | None = None, script: str = __file__,
+                        environ: dict | None = None) -> dict:
+    """`script --case <case as JSON>` in a fresh process (with `environ`); its last stdout line
+    as JSON, or {"skipped": why} if it failed or took longer than `timeout` seconds."""
+    command = [sys.executable, os.path.abspath(script), "--case", json.dumps(case)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=environ)
     except subprocess.TimeoutExpired:
         return {"skipped": f"took more than {timeout:.0f} s"}
     if done.returncode != 0:

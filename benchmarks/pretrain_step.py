@@ -23,14 +23,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-from bigs.runtime import TUNABLE, hugepage_environment
+from bigs.runtime import hugepage_environment, without_hugepages
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import save_json  # noqa: E402
+from bench import run_case_subprocess, save_json  # noqa: E402
 
 LOSSES = ("fused", "autodiff")
 
@@ -80,18 +79,8 @@ def run_case(case: dict) -> dict:
 
 def _environment(hugepages: bool) -> dict | None:
     """This process's environment with huge pages on or off; None where they cannot be on."""
-    if hugepages:
-        return hugepage_environment({k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"})
-    tunables = ":".join(t for t in os.environ.get("GLIBC_TUNABLES", "").split(":") if not t.startswith(TUNABLE))
-    return {**os.environ, "GLIBC_TUNABLES": tunables, "BIGS_HUGEPAGES": "0"}
-
-
-def run_case_subprocess(case: dict, environ: dict) -> dict:
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", json.dumps(case)],
-                          capture_output=True, text=True, env=environ)
-    if done.returncode != 0:
-        raise SystemExit(f"case {case} failed:\n{done.stderr.strip()}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    environ = without_hugepages(os.environ)
+    return hugepage_environment(environ) if hugepages else {**environ, "BIGS_HUGEPAGES": "0"}
 
 
 def main(argv=None) -> dict:
@@ -130,7 +119,9 @@ def main(argv=None) -> dict:
     rows = {f"{loss}/hugepages-{hugepages}": [] for loss, hugepages, _ in cases}
     for round_ in range(args.rounds):
         for loss, hugepages, environ in cases:
-            result = run_case_subprocess({**size, "loss": loss}, environ)
+            result = run_case_subprocess({**size, "loss": loss}, script=__file__, environ=environ)
+            if "skipped" in result:
+                raise SystemExit(f"loss {loss}, hugepages {hugepages}: {result['skipped']}")
             rows[f"{loss}/hugepages-{hugepages}"].append(result)
             print(f"  round {round_ + 1}  loss {loss:<8} hugepages {hugepages:<3}  {result['seconds'] * 1e3:8.1f} ms",
                   flush=True)

@@ -760,7 +760,7 @@ class _MLMMixin:
         if labels.shape != inputs[0].shape:
             raise InputError(f"labels has shape {labels.shape} but input_ids has shape {inputs[0].shape}")
         if max_predictions is None:
-            max_predictions = int(np.max(np.sum(np.asarray(labels) != -100, axis=1))) if _is_concrete(labels) else labels.shape[1]
+            max_predictions = int(np.max(np.sum(np.asarray(labels) != losses.IGNORE_INDEX, axis=1))) if _is_concrete(labels) else labels.shape[1]
         return _mlm_loss(self.module, self.params if params is None else params, *inputs, labels, dropout_rng,
                          max_predictions=max(1, max_predictions), train=train, padding=padding,
                          conv_backend=conv_backend)

@@ -61,21 +61,31 @@ def hugepage_environment(environ=None, *, platform: str | None = None, glibc=Non
     platform = platform or sys.platform
     glibc = _glibc_version() if glibc is None else glibc
     thp_mode = _thp_mode() if thp_mode is None else thp_mode
-    tunables = environ.get("GLIBC_TUNABLES", "")
     if (not platform.startswith("linux") or glibc is None or glibc < (2, 35) or thp_mode != "madvise"
-            or TUNABLE in tunables or environ.get("BIGS_HUGEPAGES", "").lower() in OFF):
+            or _tunable_value(environ) is not None or environ.get("BIGS_HUGEPAGES", "").lower() in OFF):
         return None
-    environ["GLIBC_TUNABLES"] = ":".join(filter(None, (tunables, f"{TUNABLE}=1")))
+    environ["GLIBC_TUNABLES"] = ":".join(filter(None, (environ.get("GLIBC_TUNABLES", ""), f"{TUNABLE}=1")))
     return environ
+
+
+def _tunable_value(environ) -> str | None:
+    """The value GLIBC_TUNABLES in `environ` gives the huge-page tunable; None if absent."""
+    for item in environ.get("GLIBC_TUNABLES", "").split(":"):
+        name, _, value = item.partition("=")
+        if name == TUNABLE:
+            return value
+    return None
+
+
+def without_hugepages(environ) -> dict:
+    """`environ` with the huge-page tunable taken out of GLIBC_TUNABLES (other tunables kept)."""
+    items = environ.get("GLIBC_TUNABLES", "").split(":")
+    return {**environ, "GLIBC_TUNABLES": ":".join(i for i in items if i.partition("=")[0] != TUNABLE)}
 
 
 def _malloc_asks_for_hugepages() -> bool:
     """Whether this process started with the tunable set to a value other than 0."""
-    for item in os.environ.get("GLIBC_TUNABLES", "").split(":"):
-        name, _, value = item.partition("=")
-        if name == TUNABLE:
-            return value not in ("", "0")
-    return False
+    return _tunable_value(os.environ) not in (None, "", "0")
 
 
 def hugepages_on() -> bool:

@@ -16,6 +16,8 @@ def test_the_tunable_is_added_where_it_helps():
     assert env == {"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
     env = runtime.hugepage_environment({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, **LINUX)
     assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    # ...and taken out again, keeping the others.
+    assert runtime.without_hugepages(env) == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
 
 
 @pytest.mark.parametrize("environ, facts", [
