@@ -17,7 +17,7 @@ L <= 512 (--batch) and 1 above (shared/ANCHORS.md). On CPU memory is the process
 RSS; on a GPU it is the device's peak allocation (jax's allocator / torch.cuda). float32
 on a GPU means each framework's default fp32 matmul, TF32 on recent NVIDIA GPUs: jax's
 default, and torch's once `allow_tf32` is set (done here, so both compute alike); the SSM
-convolution stays true float32. bfloat16 keeps float32 params (BiGS dtype=bfloat16, BERT
+convolution's matmuls run as three bfloat16 passes (config conv_precision "auto"). bfloat16 keeps float32 params (BiGS dtype=bfloat16, BERT
 under torch.autocast). BERT needs the `bench` extra (torch, transformers); it is skipped
 above --bert-max-length. Like the `bigs` training commands, the script first restarts itself
 with malloc on huge pages where that applies (bigs/runtime.py; BIGS_HUGEPAGES=0 for 4 KB
@@ -122,9 +122,10 @@ def run_matmul(case: dict) -> dict:
     return {"gflops": 2 * n ** 3 / seconds / 1e9}
 
 
-def bigs_program(model, mode: str, batch: int, length: int):
+def bigs_program(model, mode: str, batch: int, length: int, **options):
     """Compile one BiGS call on random tokens: "forward" (last hidden state), "grad" (MLM loss
     and gradients) or "train" (an AdamW step on them, params and optimiser state donated).
+    `options` go to module.apply (e.g. remat_policy, conv_backend).
     Returns (call, compile seconds); call() runs it once and waits for it."""
     import jax
     import jax.numpy as jnp
@@ -137,7 +138,7 @@ def bigs_program(model, mode: str, batch: int, length: int):
     inputs = (ids, jnp.ones_like(ids), jnp.zeros_like(ids), jnp.broadcast_to(jnp.arange(length), ids.shape))
     if mode == "forward":
         def forward(params, *inputs):
-            return model.module.apply({"params": params}, *inputs).last_hidden_state
+            return model.module.apply({"params": params}, *inputs, **options).last_hidden_state
         fn, args = jax.jit(forward), (model.params, *inputs)
     else:
         labels = jnp.asarray(_labels(rng, batch, length, vocab), jnp.int32)
@@ -147,7 +148,7 @@ def bigs_program(model, mode: str, batch: int, length: int):
         def loss_fn(params):   # as in training: deterministic=False (and so no token blocks)
             return model.module.apply({"params": params}, *inputs, labels, max_predictions=max_predictions,
                                       deterministic=False, rngs={"dropout": jax.random.PRNGKey(0)},
-                                      method=model.module_class.mlm_loss).loss
+                                      method=model.module_class.mlm_loss, **options).loss
 
         def train_step(params, opt_state):
             loss, grads = jax.value_and_grad(loss_fn)(params)

@@ -3,7 +3,8 @@
 One BiGS layer's sequence mixing at base width: the forward and the backward SSM together,
 u [batch, L, 2, hidden]. Prints ms per call and ns per token for fft / toeplitz / scan at
 each length, and the scan backend's chunk size sweep; the crossover sets
-ssm.choose_backend's thresholds (docs/performance.md).
+backends.TOEPLITZ_MAX_LENGTH (docs/performance.md). The Toeplitz and scan matmuls run at
+the precision config conv_precision would give a model here (--conv-precision).
 
     python benchmarks/bench_conv.py                      # L = 128 .. 16384
     python benchmarks/bench_conv.py --lengths 128 1000 --json conv.json
@@ -19,7 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bigs import ssm
+from bigs import BiGSConfig, ConvPrecision, backends, ssm
+
+BACKENDS = [backend.value for backend in ssm.BACKENDS]
 
 
 def _params(num_ssm: int, seed: int) -> dict:
@@ -42,9 +45,9 @@ def time_call(fn, *args, repeats: int = 3) -> float:
     return float(np.median(times))
 
 
-def measure(length: int, batch: int, hidden: int, num_ssm: int, backend: str, chunk: int) -> float:
+def measure(length: int, batch: int, hidden: int, num_ssm: int, backend: str, chunk: int, precision: str) -> float:
     u = jax.random.normal(jax.random.PRNGKey(0), (batch, length, 2, hidden), jnp.float32)
-    fn = jax.jit(lambda u, p: ssm.multi_conv(u, p, (False, True), backend=backend, chunk=chunk))
+    fn = jax.jit(lambda u, p: ssm.multi_conv(u, p, (False, True), backend=backend, precision=precision, chunk=chunk))
     return time_call(fn, u, _params(num_ssm, 0))
 
 
@@ -58,24 +61,26 @@ def main(argv=None) -> dict:
     parser.add_argument("--toeplitz-max", type=int, default=8192, help="skip the O(L^2) backend above this")
     parser.add_argument("--chunks", type=int, nargs="*", default=[64, 128, 256, 512])
     parser.add_argument("--chunk-length", type=int, default=4096)
+    parser.add_argument("--conv-precision", default="auto", choices=[p.value for p in ConvPrecision])
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
+    precision = backends.resolve(BiGSConfig(conv_precision=args.conv_precision), 1, deterministic=True).conv_precision
 
     rows = []
     print(f"SSM convolution, both directions, hidden {args.hidden}, num_ssm {args.num_ssm}, "
-          f"{jax.default_backend()}; ms per call (ns per token)")
-    print(f"{'L':>6} {'batch':>5} " + " ".join(f"{b:>18}" for b in ssm.BACKENDS) + "  fastest")
+          f"{jax.default_backend()}, matmuls {precision}; ms per call (ns per token)")
+    print(f"{'L':>6} {'batch':>5} " + " ".join(f"{b:>18}" for b in BACKENDS) + "  fastest")
     for length in args.lengths:
         batch = max(1, args.tokens // length)
         row = {"length": length, "batch": batch}
-        for backend in ssm.BACKENDS:
+        for backend in BACKENDS:
             if backend == "toeplitz" and length > args.toeplitz_max:
                 continue
-            row[backend] = measure(length, batch, args.hidden, args.num_ssm, backend, ssm.SCAN_CHUNK)
-        row["fastest"] = min(ssm.BACKENDS, key=lambda b: row.get(b, np.inf))
+            row[backend] = measure(length, batch, args.hidden, args.num_ssm, backend, ssm.SCAN_CHUNK, precision)
+        row["fastest"] = min(BACKENDS, key=lambda b: row.get(b, np.inf))
         rows.append(row)
         cells = [f"{row[b] * 1e3:8.1f} ({row[b] / (batch * length) * 1e9:6.0f})" if b in row else f"{'-':>18}"
-                 for b in ssm.BACKENDS]
+                 for b in BACKENDS]
         print(f"{length:>6} {batch:>5} " + " ".join(cells) + f"  {row['fastest']}", flush=True)
 
     chunk_rows = []
@@ -83,11 +88,11 @@ def main(argv=None) -> dict:
         batch = max(1, args.tokens // args.chunk_length)
         print(f"\nscan chunk size at L={args.chunk_length}, batch {batch}: ms per call")
         for chunk in args.chunks:
-            seconds = measure(args.chunk_length, batch, args.hidden, args.num_ssm, "scan", chunk)
+            seconds = measure(args.chunk_length, batch, args.hidden, args.num_ssm, "scan", chunk, precision)
             chunk_rows.append({"chunk": chunk, "seconds": seconds})
             print(f"  chunk {chunk:>4}: {seconds * 1e3:8.1f}", flush=True)
 
-    result = {"backend": jax.default_backend(), "hidden": args.hidden, "num_ssm": args.num_ssm,
+    result = {"backend": jax.default_backend(), "precision": precision, "hidden": args.hidden, "num_ssm": args.num_ssm,
               "rows": rows, "chunks": chunk_rows}
     if args.json:
         with open(args.json, "w") as f:

@@ -1,7 +1,8 @@
 """One `bigs pretrain` training step, timed side by side: the MLM loss's hand-written backward
 pass against plain autodiff, and malloc on huge pages against 4 KB pages.
 
-The step is the command's own (`bigs.train.pretrain.make_train_step`, AdamW and gradient
+The step is the command's own (`bigs.train.loop.make_train_step` with the MLM loss of
+`bigs.train.pretrain.mlm_sums`, AdamW and gradient
 clipping from `make_optimizer`, dropout on) on random tokens with `--predictions` masked
 positions per sequence, as the shards hold. Each case runs in a fresh process; the cases
 alternate over `--rounds`, so a drift in the machine's speed reaches all of them alike.
@@ -41,7 +42,8 @@ def run_case(case: dict) -> dict:
     from bigs import BiGSConfig, FlaxBiGSForMaskedLM, losses
     from bigs.train import sharding
     from bigs.train.optim import make_optimizer
-    from bigs.train.pretrain import PretrainArgs, make_train_state, make_train_step
+    from bigs.train.loop import make_train_state, make_train_step
+    from bigs.train.pretrain import PretrainArgs, mlm_sums
 
     if case["loss"] == "autodiff":
         losses.tied_softmax_cross_entropy = losses.plain_softmax_cross_entropy
@@ -63,7 +65,8 @@ def run_case(case: dict) -> dict:
         labels[0, row, where] = ids[0, row, where]
     inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids),
               "labels": labels}
-    step = jax.jit(make_train_step(model, tx, predictions), donate_argnums=0)
+    step = jax.jit(make_train_step(lambda params, micro, rng: mlm_sums(model, params, micro, predictions, rng), tx),
+                   donate_argnums=0)
     start = time.perf_counter()
     state, metrics = step(state, inputs)
     jax.block_until_ready(metrics)

@@ -1,24 +1,21 @@
 """Variants of one BiGS MLM training step, timed in one process: what each part costs.
 
 Made for a GPU, where a step takes milliseconds (docs/performance.md, "On a GPU"). Each
-variant changes one thing, by swapping a module-level choice before the step is traced or
-by a config key:
+variant changes one thing, through a config key or a call argument of the model:
 
-    conv precision   the Toeplitz/scan matmuls' precision (ssm.conv_precision)
-    backend          "auto", "fft", "toeplitz", "scan"
-    no-conv          the SSM convolution replaced by the identity (what the rest costs)
-    policy           what the backward pass keeps: "matmuls" (default), "dots"
+    conv precision   config conv_precision: "highest" (float32), "bf16x6", "tf32x3"
+                     (the default is "auto": float32 on CPU, bf16_3x on a GPU)
+    backend          config conv_backend: "fft", "scan" (the default is "auto")
+    policy           what the backward pass keeps, the call's remat_policy: "matmuls"
+                     (the default, fast_layer.SAVE_MATMULS), "dots" (matmul outputs only)
     mode             "train" (step with AdamW), "grad" (value_and_grad only), "forward"
-                     ("forward-no-conv": the forward without the convolution)
-    token block      config.token_block: "token-blocks" trains with blocks of 1024 tokens,
+    token block      config token_block: "token-blocks" trains with blocks of 1024 tokens,
                      "forward-whole" runs the forward with all tokens at once (by default
                      the forward uses blocks on CPU and the training step does not)
 
     python benchmarks/train_variants.py                          # base size, bf16, B32, L512
-    python benchmarks/train_variants.py --conv-errors --variants base highest no-conv
+    python benchmarks/train_variants.py --conv-errors --variants base highest
     python benchmarks/train_variants.py --tiny --variants base   # a seconds-long CPU check
-    python benchmarks/train_variants.py --dtype float32 --batch 8 --length 512 \
-        --variants forward forward-no-conv                      # what the conv costs on CPU
     python benchmarks/train_variants.py --dtype float32 --batch 1 --length 16384 \
         --variants forward forward-whole                        # what token blocks gain on CPU
 
@@ -37,32 +34,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bigs import BiGSConfig, FlaxBiGSForMaskedLM, FlaxBiGSModel, modeling, ssm
+from bigs import BiGSConfig, FlaxBiGSForMaskedLM, FlaxBiGSModel, fast_layer, ssm
 from bigs.runtime import hugepages_on, relaunch_with_hugepages
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import BASE, TINY, _timed, bigs_program, model_flops, save_json  # noqa: E402
 
-HIGHEST = jax.lax.Precision.HIGHEST
-PRECISIONS = {"highest": HIGHEST, "bf16x3": "BF16_BF16_F32_X3", "bf16x6": "BF16_BF16_F32_X6",
+# The convolution matmuls' precisions compared by --conv-errors, as jax spells them.
+PRECISIONS = {"highest": jax.lax.Precision.HIGHEST, "bf16x3": "BF16_BF16_F32_X3", "bf16x6": "BF16_BF16_F32_X6",
               "tf32x3": "TF32_TF32_F32_X3", "default": jax.lax.Precision.DEFAULT}
-POLICIES = {"matmuls": modeling._SAVE_MATMULS, "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
+POLICIES = {"matmuls": fast_layer.SAVE_MATMULS, "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
 VARIANTS = {
     "base": {},
-    "highest": {"precision": "highest"},
-    "bf16x6": {"precision": "bf16x6"},
-    "tf32x3": {"precision": "tf32x3"},
-    "fft": {"backend": "fft"},
-    "scan": {"backend": "scan"},
-    "no-conv": {"conv": False},
+    "highest": {"conv_precision": "float32"},
+    "bf16x6": {"conv_precision": "bf16_6x"},
+    "tf32x3": {"conv_precision": "tf32_3x"},
+    "fft": {"conv_backend": "fft"},
+    "scan": {"conv_backend": "scan"},
     "policy-dots": {"policy": "dots"},
     "grad-only": {"mode": "grad"},
     "forward": {"mode": "forward"},
-    "forward-no-conv": {"mode": "forward", "conv": False},
     "token-blocks": {"token_block": 1024},
     "forward-whole": {"mode": "forward", "token_block": 0},
 }
-_REAL = {"conv": ssm.multi_conv, "precision": ssm.conv_precision, "policy": modeling._SAVE_MATMULS}
 
 
 def conv_errors(length=512, batch=8, hidden=768, num_ssm=64):
@@ -74,7 +68,7 @@ def conv_errors(length=512, batch=8, hidden=768, num_ssm=64):
                    "log_step": jnp.asarray(rng.uniform(np.log(0.01), 0, (1,)), jnp.float32)}
     params = ssm.stack_directions(one(), one())
     u = jnp.asarray(rng.normal(size=(batch, length, 2, hidden)), jnp.float32)
-    K = np.asarray(jax.vmap(ssm.ssm_kernel, in_axes=(0, 0, 0, 0, None))(
+    K = np.asarray(jax.vmap(ssm.kernel, in_axes=(0, 0, 0, 0, None))(
         params["A_re"], params["A_im"], params["C"], params["log_step"], length), np.float64)
     u64, n = np.asarray(u, np.float64), 2 * length
     want = np.empty_like(u64)
@@ -84,10 +78,10 @@ def conv_errors(length=512, batch=8, hidden=768, num_ssm=64):
         want[:, :, d] = (y[:, ::-1] if reverse else y) + u64[:, :, d]
     rows = {}
     for name, precision in PRECISIONS.items():
-        ssm.conv_precision = lambda platform=None, precision=precision: precision
         for backend in ssm.BACKENDS:
             try:
-                fn = jax.jit(lambda u, p, backend=backend: _REAL["conv"](u, p, (False, True), backend=backend))
+                fn = jax.jit(lambda u, p, backend=backend, precision=precision: ssm.multi_conv(
+                    u, p, (False, True), backend=backend, precision=precision))
                 got = np.asarray(fn(u, params), np.float64)
                 start = time.perf_counter()
                 for _ in range(20):
@@ -95,35 +89,25 @@ def conv_errors(length=512, batch=8, hidden=768, num_ssm=64):
                 jax.block_until_ready(out)
                 ms = (time.perf_counter() - start) / 20 * 1e3
                 rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
-                rows[f"{name}/{backend}"] = {"max_abs": float(np.abs(got - want).max()), "rel": rel, "ms": ms}
-                print(f"conv {name:<8} {backend:<8} max abs {rows[f'{name}/{backend}']['max_abs']:.2e}  "
+                key = f"{name}/{backend.value}"
+                rows[key] = {"max_abs": float(np.abs(got - want).max()), "rel": rel, "ms": ms}
+                print(f"conv {name:<8} {backend.value:<8} max abs {rows[key]['max_abs']:.2e}  "
                       f"relative {rel:.2e}  {ms:.3f} ms", flush=True)
             except Exception as error:  # an algorithm this platform lacks (CPU: tf32x3)
-                print(f"conv {name:<8} {backend:<8} not available here: {str(error)[:100]}", flush=True)
-    ssm.conv_precision = _REAL["precision"]
+                print(f"conv {name:<8} {backend.value:<8} not available here: {str(error)[:100]}", flush=True)
     return rows
 
 
-def run_variant(size, batch, length, dtype, repeats, precision=None, backend="auto", conv=True,
-                policy="matmuls", mode="train", token_block=None):
-    if precision is not None:
-        ssm.conv_precision = lambda platform=None: PRECISIONS[precision]
-    if not conv:
-        ssm.multi_conv = lambda u, params, reverse, *, backend, chunk=ssm.SCAN_CHUNK: u
-    modeling._SAVE_MATMULS = POLICIES[policy]
-    try:
-        config = BiGSConfig(**size, max_position_embeddings=length, conv_backend=backend, hidden_dropout_prob=0.0,
-                            token_block=token_block)
-        model = (FlaxBiGSModel if mode == "forward" else FlaxBiGSForMaskedLM)(config, dtype=dtype)
-        call, compile_s = bigs_program(model, mode, batch, length)
-        call()
-        seconds = _timed(call, repeats)
-        # "grad" does the train step's FLOPs less the optimiser's (which are not counted).
-        flops = model_flops("bigs", "forward" if mode == "forward" else "train", size, batch, length)
-        return {"ms": seconds * 1e3, "tflops": flops / seconds / 1e12, "compile_s": compile_s}
-    finally:
-        ssm.multi_conv, ssm.conv_precision, modeling._SAVE_MATMULS = _REAL["conv"], _REAL["precision"], _REAL["policy"]
-        jax.clear_caches()
+def run_variant(size, batch, length, dtype, repeats, policy="matmuls", mode="train", **config_keys):
+    config = BiGSConfig(**size, max_position_embeddings=length, hidden_dropout_prob=0.0, **config_keys)
+    model = (FlaxBiGSModel if mode == "forward" else FlaxBiGSForMaskedLM)(config, dtype=dtype)
+    call, compile_s = bigs_program(model, mode, batch, length, remat_policy=POLICIES[policy])
+    call()
+    seconds = _timed(call, repeats)
+    # "grad" does the train step's FLOPs less the optimiser's (which are not counted).
+    flops = model_flops("bigs", "forward" if mode == "forward" else "train", size, batch, length)
+    jax.clear_caches()
+    return {"ms": seconds * 1e3, "tflops": flops / seconds / 1e12, "compile_s": compile_s}
 
 
 def main(argv=None) -> dict:

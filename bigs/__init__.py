@@ -12,7 +12,7 @@ import importlib
 __version__ = "0.1.0"
 
 _WHERE = {
-    "BiGSConfig": "config",
+    **dict.fromkeys(("BiGSConfig", "ConvBackend", "ConvPrecision", "LayerImpl", "PadMode"), "config"),
     **dict.fromkeys(("BiGSError", "CheckpointError", "ConfigError", "DataError", "InputError"), "errors"),
     **dict.fromkeys(("MODEL_CLASSES", "FlaxBiGSModel", "FlaxBiGSForMaskedLM", "FlaxBiGSForPreTraining",
                      "FlaxBiGSForNextSentencePrediction", "FlaxBiGSForSequenceClassification",

@@ -21,6 +21,7 @@ import numpy as np
 from flax import serialization, traverse_util
 
 from .errors import CheckpointError
+from .files import write_bytes
 
 logger = logging.getLogger("bigs")
 
@@ -152,23 +153,14 @@ def write_params(folder: str | os.PathLike, params: Params, safetensors: bool = 
     os.makedirs(folder, exist_ok=True)
     params = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), params)
     written = [os.path.join(folder, FLAX_WEIGHTS_NAME)]
-    _atomic_write(written[0], serialization.msgpack_serialize(params))
+    write_bytes(written[0], serialization.msgpack_serialize(params))
     if safetensors:
         from safetensors.numpy import save
 
         flat = {"/".join(k): np.ascontiguousarray(v) for k, v in traverse_util.flatten_dict(params).items()}
         written.append(os.path.join(folder, SAFE_WEIGHTS_NAME))
-        _atomic_write(written[1], save(flat, metadata={"format": "flax"}))
+        write_bytes(written[1], save(flat, metadata={"format": "flax"}))
     return written
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------- layer layout

@@ -2,14 +2,17 @@
 
 The keys and their meaning follow the original `BiGS/configuration_bigs.py` (see
 shared/SPEC.md), so a config.json written by the original loads here and ours loads there.
-Keys this project adds (`padding`, `conv_backend`, `scan_layers`, `remat`, `token_block`)
-are plain extra keys: the original ignores them. Unknown keys are kept and written back
-unchanged.
+Keys this project adds (`pad_mode`, `layer_impl`, `conv_backend`, `conv_precision`,
+`scan_layers`, `remat`, `token_block`) are plain extra keys: the original ignores them.
+Unknown keys are kept and written back unchanged. Each key's meaning and allowed values are
+in the comment above it in `_FIELDS`; the enums below name the values of the keys that
+choose how the model runs (bigs/backends.py resolves their "auto").
 """
 
 from __future__ import annotations
 
 import copy
+import enum
 import json
 import os
 from typing import Any
@@ -18,52 +21,133 @@ from .errors import ConfigError
 
 CONFIG_NAME = "config.json"
 
+
+class _Choice(str, enum.Enum):
+    """One of a fixed set of strings; a member compares equal to its value."""
+
+    @classmethod
+    def _missing_(cls, value):
+        raise ValueError(f"{value!r} is not a {cls.__name__}; expected one of {[m.value for m in cls]}")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class PadMode(_Choice):
+    """What padded positions do: flow through the backward SSM as in the original
+    (REFERENCE), or contribute nothing (EXACT)."""
+
+    REFERENCE = "reference"
+    EXACT = "exact"
+
+
+class LayerImpl(_Choice):
+    """Which BiGS layer runs: the paper-order one (bigs/layers.py) or the fused one
+    (bigs/fast_layer.py). Same params, same function."""
+
+    AUTO = "auto"
+    REFERENCE = "reference"
+    FAST = "fast"
+
+
+class ConvBackend(_Choice):
+    """How the SSM convolution is computed (bigs/ssm.py): the same numbers to rounding."""
+
+    AUTO = "auto"
+    FFT = "fft"
+    TOEPLITZ = "toeplitz"
+    SCAN = "scan"
+
+
+class ConvPrecision(_Choice):
+    """Precision of the Toeplitz and scan backends' matmuls (float32 accumulation in all)."""
+
+    AUTO = "auto"
+    FLOAT32 = "float32"      # true float32
+    BF16_3X = "bf16_3x"      # three bfloat16 passes (jax's BF16_BF16_F32_X3)
+    BF16_6X = "bf16_6x"      # six bfloat16 passes (BF16_BF16_F32_X6)
+    TF32_3X = "tf32_3x"      # three TF32 passes (TF32_TF32_F32_X3)
+
+
 # name -> (default, allowed python types). Defaults are those of the published models
 # (BiGS_512: 23 layers, hidden 1024, BERT uncased vocabulary).
 _FIELDS: dict[str, tuple[Any, tuple[type, ...]]] = {
+    # Number of token ids: rows of the word embeddings and columns of the MLM logits.
     "vocab_size": (30522, (int,)),
+    # Width H of the residual stream, the embeddings and the SSM inputs.
     "hidden_size": (1024, (int,)),
+    # Number of BiGS layers.
     "num_hidden_layers": (23, (int,)),
+    # Width I of each layer's gate (dv) and of dol's output.
     "intermediate_size": (3072, (int,)),
+    # The MLM head transform's activation: only "gelu" (exact erf form); the layers always
+    # use the tanh-approximate GELU, as the original does.
     "hidden_act": ("gelu", (str,)),
+    # Dropout after the embeddings, and in the heads when classifier_dropout is None; [0, 1).
     "hidden_dropout_prob": (0.1, (float, int)),
+    # Longest input: rows of the position embeddings (the original accepts only this length).
     "max_position_embeddings": (512, (int,)),
+    # Number of token types (segments A/B): rows of the token-type embeddings.
     "type_vocab_size": (2, (int,)),
+    # Standard deviation of the normal init of dense kernels and embeddings; > 0.
     "initializer_range": (0.02, (float, int)),
+    # Epsilon of every LayerNorm; > 0.
     "layer_norm_eps": (1e-12, (float, int)),
+    # The pad token's id, in [0, vocab_size); the model finds pads by attention_mask, not by id.
     "pad_token_id": (0, (int,)),
+    # Kept from BERT's config: only "absolute" (learned position embeddings).
     "position_embedding_type": ("absolute", (str,)),
+    # Kept from BERT's config, unused: an encoder has no decoding cache. true or false.
     "use_cache": (True, (bool,)),
+    # Dropout before the sequence, token and multiple-choice classifiers, in [0, 1); None:
+    # hidden_dropout_prob.
     "classifier_dropout": (None, (float, int, type(None))),
+    # Number N of complex states of each S4D SSM.
     "num_ssm": (64, (int,)),
+    # true: each layer is h + f(LN(h)); false: LN(h + f(h)), with the same LayerNorm.
     "pre_norm": (True, (bool,)),
+    # The original's autoregressive-decoding switch: must be false (BiGS is an encoder).
     "decode": (False, (bool,)),
+    # Initial S4D state matrix A: "hippo" (S4D-LegS), "lin" (S4D-Lin) or "inv" (S4D-Inv).
     "scaling": ("hippo", (str,)),
+    # Pooler input: "non_padding_mean" (mean over attention_mask tokens) or "mean" (all positions).
     "pooler_type": ("non_padding_mean", (str,)),
+    # The original PyTorch port's switch for a pykeops Vandermonde kernel; ignored here.
     "use_pykeops_kernel": (False, (bool,)),
+    # The MLM decoder shares the word embeddings; this implementation always ties them.
     "tie_word_embeddings": (True, (bool,)),
     # --- added by this project (ignored by the original code) ---
-    # "reference": pads flow through the backward SSM exactly as in the original.
-    # "exact": pads contribute nothing; each sequence's outputs equal running it alone.
-    "padding": ("reference", (str,)),
-    # Convolution backend for the SSMs: "auto" picks by length and platform.
+    # PadMode: "reference" (pads flow through the backward SSM, as in the original) or
+    # "exact" (pads contribute nothing: each sequence's outputs equal running it alone).
+    "pad_mode": ("reference", (str,)),
+    # LayerImpl: "auto" (the fast one), "reference" (paper order) or "fast" (fused).
+    "layer_impl": ("auto", (str,)),
+    # ConvBackend: "auto" (by length and platform), "fft", "toeplitz" or "scan".
     "conv_backend": ("auto", (str,)),
-    # Run the layers with a scan (compile time independent of depth).
+    # ConvPrecision: "auto" (float32; bf16_3x on a GPU), "float32", "bf16_3x", "bf16_6x", "tf32_3x".
+    "conv_precision": ("auto", (str,)),
+    # true: the layers run under nn.scan (compile time independent of depth); false: unrolled.
     "scan_layers": (True, (bool,)),
-    # Rematerialise each layer in the backward pass (less memory, ~1/3 more compute).
+    # true: the backward pass keeps only each layer's input (least memory, ~1/3 more
+    # compute); false: it keeps the layers' matmul and convolution outputs.
     "remat": (False, (bool,)),
-    # Tokens per block for each layer's position-wise work (projections, GELUs, gating,
-    # LayerNorm): None picks by platform and mode (modeling.choose_token_block), 0 = all at once.
+    # Tokens per block of the fast layer's position-wise work (projections, GELUs, gating,
+    # LayerNorm), >= 0: None picks by platform and mode (backends.resolve), 0 = all at once.
     "token_block": (None, (int, type(None))),
 }
+
+# Old names still read from config.json and keyword arguments; written under the new name.
+_ALIASES = {"padding": "pad_mode"}
 
 _CHOICES = {
     "hidden_act": ("gelu",),
     "scaling": ("hippo", "lin", "inv"),
     "pooler_type": ("mean", "non_padding_mean"),
     "position_embedding_type": ("absolute",),
-    "padding": ("reference", "exact"),
-    "conv_backend": ("auto", "fft", "toeplitz", "scan"),
+    "pad_mode": tuple(m.value for m in PadMode),
+    "layer_impl": tuple(m.value for m in LayerImpl),
+    "conv_backend": tuple(m.value for m in ConvBackend),
+    "conv_precision": tuple(m.value for m in ConvPrecision),
     "problem_type": ("regression", "single_label_classification", "multi_label_classification"),
 }
 
@@ -73,11 +157,35 @@ _POSITIVE = (
 )
 
 
+def _new_names(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with old key names (_ALIASES) renamed; an old and a new name that disagree
+    raise ConfigError."""
+    values = dict(values)
+    for old, new in _ALIASES.items():
+        if old in values:
+            value = values.pop(old)
+            if new in values and values[new] != value:
+                raise ConfigError(f"config keys {old!r} (the old name of {new!r}) and {new!r} disagree: "
+                                  f"{value!r} vs {values[new]!r}")
+            values[new] = value
+    return values
+
+
 class BiGSConfig:
     """Hyper-parameters of a BiGS model.
 
-    Any key of the original config can be passed as a keyword; unknown keys are kept.
-    `num_labels` (default 2) creates `id2label`/`label2id` as in Hugging Face configs.
+    Any key of `_FIELDS` can be passed as a keyword (old names too: `padding` for
+    `pad_mode`); unknown keys are kept. Besides those, as in Hugging Face configs:
+
+        num_labels     outputs of the classification heads (>= 1; 1 means regression);
+                       default 2. Setting it renames the labels LABEL_0, LABEL_1, ...
+        id2label       {int: str}, the label names; num_labels is its length
+        label2id       {str: int}, the inverse of id2label
+        problem_type   None, "regression", "single_label_classification" or
+                       "multi_label_classification"
+        architectures  the model classes a checkpoint was saved from, e.g. ["BiGSForMaskedLM"]
+
+    Raises ConfigError naming the first key with a wrong type or value.
     """
 
     model_type = "BiGS"
@@ -87,6 +195,7 @@ class BiGSConfig:
         id2label = kwargs.pop("id2label", None)
         label2id = kwargs.pop("label2id", None)
         kwargs.pop("model_type", None)
+        kwargs = _new_names(kwargs)
         for name, (default, _) in _FIELDS.items():
             setattr(self, name, kwargs.pop(name, copy.deepcopy(default)))
         self.architectures = kwargs.pop("architectures", None)
@@ -183,13 +292,14 @@ class BiGSConfig:
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> "BiGSConfig":
         if not isinstance(data, dict):
             raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
-        merged = dict(data)
-        if "num_labels" in overrides and overrides["num_labels"] is not None:
+        merged = _new_names(data)
+        # An override of None means "not given", except for keys where None is a value.
+        overrides = _new_names({k: v for k, v in overrides.items()
+                                if v is not None or type(None) in _FIELDS.get(k, (None, ()))[1]})
+        if "num_labels" in overrides:
             merged.pop("id2label", None)
             merged.pop("label2id", None)
-        # An override of None means "not given", except for keys where None is a value.
-        merged.update({k: v for k, v in overrides.items()
-                       if v is not None or type(None) in _FIELDS.get(k, (None, ()))[1]})
+        merged.update(overrides)
         model_type = merged.get("model_type", cls.model_type)
         if model_type not in (cls.model_type, "bigs"):
             raise ConfigError(f"config model_type is {model_type!r}, expected 'BiGS'")

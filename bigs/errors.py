@@ -25,3 +25,11 @@ class CheckpointError(BiGSError):
 
 class DataError(BiGSError):
     """A data file is missing, malformed, or lacks a needed column."""
+
+
+class RunMismatchError(BiGSError):
+    """A resumed run's settings or checkpoint do not match the command: it is another run."""
+
+
+class NonFiniteError(BiGSError):
+    """Training produced a NaN or infinite loss, gradient, parameter or prediction."""

@@ -64,6 +64,10 @@ _GLUE_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], dict[str, float]]] =
 def _prepare(predictions, labels, is_regression: bool) -> tuple[np.ndarray, np.ndarray]:
     """Flat [n] arrays; [n, num_labels] logits become class ids ([n, 1] a regression output)."""
     predictions, labels = np.asarray(predictions), np.asarray(labels).reshape(-1)
+    for name, values in (("predictions", predictions), ("labels", labels)):
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            index = int(np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))[0])
+            raise InputError(f"{name} hold a non-finite value at example {index}; a NaN is never scored")
     if predictions.ndim == 2:
         predictions = predictions[:, 0] if is_regression and predictions.shape[1] == 1 else predictions.argmax(-1)
     predictions = predictions.reshape(-1)

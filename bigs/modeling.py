@@ -1,19 +1,25 @@
-"""BiGS in Flax: embeddings, the gated bidirectional SSM layer, the encoder, the pooler and
-the BERT-style heads.
+"""BiGS in Flax: embeddings, the encoder of BiGS layers, the pooler and the BERT-style heads,
+and the model classes that carry params, config and checkpoint I/O.
 
-Paper: "Pretraining Without Attention", Wang, Yan, Gu, Rush (2022). The parameter names and
-shapes are those of the original `BiGS/modeling_flax_bigs.py`, so its checkpoints load
-unchanged (see checkpoint.py). Differences from the official implementation:
+Paper: "Pretraining Without Attention", Wang, Yan, Gu, Rush (2022). The layer itself is in
+bigs/layers.py (paper order) and bigs/fast_layer.py (fused, the default); bigs/backends.py
+resolves how a call runs. The parameter names and shapes are those of the original
+`BiGS/modeling_flax_bigs.py`, so its checkpoints load unchanged (see checkpoint.py).
+Differences from the official implementation:
 
 - Any input length up to max_position_embeddings runs; the kernel is computed for that
   length. At full length the outputs equal the original's.
-- padding="exact" (opt-in) zeroes the SSM inputs at padded positions, so pads contribute
+- pad_mode="exact" (opt-in) zeroes the SSM inputs at padded positions, so pads contribute
   nothing and each sequence's outputs equal running it alone. The default, "reference",
   feeds pads through the backward SSM exactly as the original does.
-- The backward branch is computed as an anti-causal convolution instead of
-  flip -> causal convolution -> flip: the same numbers, two fewer copies.
+- The default layer (fast_layer.py) computes the backward branch as an anti-causal
+  convolution instead of flip -> causal convolution -> flip: the same numbers, fewer copies.
+- The SSM convolution may run as a Toeplitz matmul or a chunked scan instead of the FFT
+  (`conv_backend`, chosen by length and platform): the same numbers to float32 rounding.
 - With scan_layers the layers run under `nn.scan`: parameters are stacked along a leading
   layer axis in memory (checkpoints keep the per-layer layout, see checkpoint.py).
+- An all-zero attention-mask row is an error rather than NaN; the MLM decoder is always
+  tied to the word embeddings.
 """
 
 from __future__ import annotations
@@ -26,13 +32,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.ad_checkpoint import checkpoint_name
 
-from . import losses, ssm
-from .config import BiGSConfig
+from . import backends, losses
+from . import initializers as init
+from .config import BiGSConfig, ConvBackend, LayerImpl, PadMode
 from .errors import ConfigError, InputError
-from .initializers import flax_initializer as initializer
-from .initializers import init_params
+from .fast_layer import FastBiGSLayer
+from .layers import BiGSLayer, dense, layer_norm
 from .outputs import (
     FlaxBaseModelOutputWithPooling,
     FlaxBiGSForPreTrainingOutput,
@@ -48,10 +54,7 @@ from .outputs import (
 Array = jax.Array
 # Shapes below: B batch, L length, H hidden_size, I intermediate_size, V vocab_size.
 
-
-def gelu_tanh(x):
-    """The layers' GELU: Flax's default, the tanh approximation."""
-    return jax.nn.gelu(x, approximate=True)
+LAYERS = {LayerImpl.REFERENCE: BiGSLayer, LayerImpl.FAST: FastBiGSLayer}
 
 
 def gelu_erf(x):
@@ -59,23 +62,23 @@ def gelu_erf(x):
     return jax.nn.gelu(x, approximate=False)
 
 
-def _dense(config, features, dtype, name):
-    return nn.Dense(features, dtype=dtype, param_dtype=jnp.float32, name=name,
-                    kernel_init=initializer("kernel", config), bias_init=initializer("bias", config))
-
-
-def _layer_norm(config, dtype, name="LayerNorm"):
-    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=dtype, param_dtype=jnp.float32, name=name,
-                        scale_init=initializer("scale", config), bias_init=initializer("bias", config))
-
-
 def _dropout_rate(config: BiGSConfig) -> float:
     return config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
 
 
+def _renamed_padding(pad_mode: str | None, padding: str | None) -> str | None:
+    """pad_mode, or `padding` (its old name) when only that is given; ValueError if they differ."""
+    if padding is None:
+        return pad_mode
+    if pad_mode is not None and pad_mode != padding:
+        raise ValueError(f"padding={padding!r} (the old name of pad_mode) and pad_mode={pad_mode!r} disagree")
+    return padding
+
+
 # ------------------------------------------------------------------------ modules
 class BiGSEmbeddings(nn.Module):
-    """word + position + token-type embeddings, LayerNorm, dropout -> [B, L, H]."""
+    """word + position + token-type embeddings, LayerNorm, dropout: ids [B, L] -> [B, L, H].
+    Each table is initialised N(0, initializer_range^2)."""
 
     config: BiGSConfig
     dtype: Any = jnp.float32
@@ -85,210 +88,46 @@ class BiGSEmbeddings(nn.Module):
         cfg = self.config
 
         def embed(n, name):
-            return nn.Embed(n, cfg.hidden_size, embedding_init=initializer("embedding", cfg),
+            return nn.Embed(n, cfg.hidden_size, embedding_init=init.normal(cfg.initializer_range),
                             param_dtype=jnp.float32, name=name)
 
         words = embed(cfg.vocab_size, "word_embeddings")(input_ids.astype("i4"))
         positions = embed(cfg.max_position_embeddings, "position_embeddings")(position_ids.astype("i4"))
         types = embed(cfg.type_vocab_size, "token_type_embeddings")(token_type_ids.astype("i4"))
-        hidden = _layer_norm(cfg, self.dtype)(words + positions + types)
+        hidden = layer_norm(cfg, self.dtype)(words + positions + types)
         return nn.Dropout(cfg.hidden_dropout_prob)(hidden, deterministic=deterministic)
 
 
-class S4D(nn.Module):
-    """The params of one diagonal SSM with num_ssm complex states, shared by all channels.
-
-    Returns them as a dict; BiGSLayer runs its forward and backward S4D together through
-    ssm.multi_conv (one FFT / matmul / scan for both)."""
-
-    config: BiGSConfig
-
-    @nn.compact
-    def __call__(self) -> dict:
-        # Initial values (bigs/initializers.py): A deterministic (config.scaling), C a
-        # unit-variance complex normal, D = 1, dt log-uniform on [0.01, 1].
-        shapes = {"A_re": (self.config.num_ssm,), "A_im": (self.config.num_ssm,), "C": (self.config.num_ssm, 2),
-                  "D": (1,), "log_step": (1,)}
-        return {name: self.param(name, initializer(name, self.config), shape) for name, shape in shapes.items()}
-
-
-class _DenseParams(nn.Module):
-    """The params of an nn.Dense (same names, shapes and init), returned unapplied so that
-    several projections of one input can run as one matmul."""
-
-    config: BiGSConfig
-    in_features: int
-    features: int
-
-    @nn.compact
-    def __call__(self):
-        kernel = self.param("kernel", initializer("kernel", self.config), (self.in_features, self.features))
-        bias = self.param("bias", initializer("bias", self.config), (self.features,))
-        return kernel, bias
-
-
-class _LayerNormParams(nn.Module):
-    """The params of an nn.LayerNorm (same names, shapes and init), returned unapplied."""
-
-    config: BiGSConfig
-    features: int
-
-    @nn.compact
-    def __call__(self):
-        return (self.param("scale", initializer("scale", self.config), (self.features,)),
-                self.param("bias", initializer("bias", self.config), (self.features,)))
-
-
-def _apply_layer_norm(x, scale, bias, eps, dtype):
-    """nn.LayerNorm as a function: float32 statistics, variance as E[x^2] - E[x]^2."""
-    x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-    mean = x32.mean(-1, keepdims=True)
-    var = jnp.maximum(0.0, jnp.square(x32).mean(-1, keepdims=True) - jnp.square(mean))
-    return ((x - mean) * (jax.lax.rsqrt(var + eps) * scale) + bias).astype(dtype)
-
-
-# Tokens per block of the layers' position-wise work when config.token_block is None, on
-# CPU in inference. A layer's matmuls then read and write block-sized activations that stay
-# in cache ([1024, 3072] float32 is 12 MB, this CPU's L3 32 MB) instead of [B*L, 3072]
-# arrays in memory. Measured at base size, float32, on the 2-core CPU, alternating in one
-# process (benchmarks/train_variants.py, docs/performance.md "Token blocks"): forward
-# L=16384 b1 24.4, 25.9 s -> 22.0, 22.8 s; L=512 b8 2-4% faster. Under a gradient the blocks
-# were 6% slower (train step L=512 b8 21.4, 20.6 s -> 22.7, 21.8 s: the loop stacks the
-# matmul outputs the backward pass keeps), so training runs all tokens at once.
-TOKEN_BLOCK = 1024
-
-
-def choose_token_block(deterministic: bool, platform: str | None = None) -> int:
-    """The token block for config.token_block=None: TOKEN_BLOCK for inference
-    (deterministic=True) on CPU, 0 (all tokens at once) in training and on GPUs and TPUs,
-    where one large matmul is faster than a loop of smaller ones."""
-    platform = platform or jax.default_backend()
-    return TOKEN_BLOCK if deterministic and platform == "cpu" else 0
-
-
-def _per_token(fn, block, *arrays):
-    """fn of one token's slices, applied to every token of arrays [B, L, ...].
-
-    block > 0 runs it over blocks of at most `block` tokens (a loop of matmuls with
-    block rows); 0 runs all B*L tokens at once.
-    """
-    batch, length = arrays[0].shape[:2]
-    tokens = batch * length
-    flat = [a.reshape(tokens, *a.shape[2:]) for a in arrays]
-    if not block or tokens <= block:
-        out = jax.vmap(fn)(*flat)
-    else:
-        size = -(-tokens // -(-tokens // block))      # equal blocks, as few as possible
-        out = jax.lax.map(lambda xs: fn(*xs), flat, batch_size=size)
-    return out.reshape(batch, length, *out.shape[1:])
-
-
-class BiGSLayer(nn.Module):
-    """One BiGS layer (paper Fig. 2), pre-norm `h + f(LN(h))` or post-norm `LN(h + f(h))`:
-
-        v  = gelu(dv(x))                                    [B, L, I]  gate
-        sf = fs4(gelu(du_forward(x)))                       [B, L, H]  causal SSM
-        sb = bs4(gelu(du_backward(x)))                      [B, L, H]  anti-causal SSM
-        f  = do(gelu(dol(duc_forward(sf) * duc_backward(sb))) * v)   [B, L, H]
-
-    du_forward and du_backward read the same x, so they run as one [H, 2H] matmul; dv runs
-    after the convolution, from x = LN(h) recomputed there, so that only h and the SSM
-    inputs stay alive through it; fs4 and bs4 run as one two-direction convolution. All but
-    the convolution works on one token at a time (`ssm_inputs`, `mix`), over the tokens in
-    blocks of `token_block` (`_per_token`).
-    """
-
-    config: BiGSConfig
-    dtype: Any = jnp.float32
-    padding: str = "reference"
-    backend: str = "fft"
-    collect_hidden: bool = False
-    token_block: int = 0
-
-    @nn.compact
-    def __call__(self, hidden, mask):
-        """hidden [B, L, H], mask [B, L] (1 real, 0 pad) -> (hidden, hidden or None)."""
-        cfg = self.config
-        H, I = cfg.hidden_size, cfg.intermediate_size
-        dense = {name: _DenseParams(cfg, n_in, n_out, name=name)()
-                 for name, n_in, n_out in (("dv", H, I), ("du_forward", H, H), ("du_backward", H, H),
-                                           ("duc_forward", H, H), ("duc_backward", H, H),
-                                           ("dol", H, I), ("do", I, H))}
-        norm_params = _LayerNormParams(cfg, H, name="LayerNorm")()
-        dtype = self.dtype
-
-        def norm(h):
-            return _apply_layer_norm(h, *norm_params, cfg.layer_norm_eps, dtype)
-
-        # Kernels and biases in the compute dtype, once per call rather than once per block;
-        # du_forward and du_backward read the same x, so they are one [H, 2H] matmul ("du").
-        def cast(kernel, bias):
-            return kernel.astype(dtype), bias.astype(dtype)
-
-        weights = {name: cast(*dense[name]) for name in ("dv", "duc_forward", "duc_backward", "dol", "do")}
-        weights["du"] = cast(*(jnp.concatenate(parts, -1) for parts in zip(dense["du_forward"], dense["du_backward"])))
-
-        def linear(x, name):
-            kernel, bias = weights[name]
-            return jnp.dot(x.astype(dtype), kernel) + bias
-
-        def ssm_inputs(hidden, mask):          # one token: [H], [] -> [2, H]
-            x = norm(hidden) if cfg.pre_norm else hidden
-            u = gelu_tanh(linear(x, "du")).reshape(2, H)
-            if self.padding == "exact":
-                # Pads feed nothing into either SSM: each sequence sees only its own tokens.
-                u = u * mask.astype(u.dtype)
-            return u
-
-        def mix(hidden, s):                    # one token: [H], [2, H] -> [H]
-            # x is recomputed here rather than kept alive through the convolution.
-            x = norm(hidden) if cfg.pre_norm else hidden
-            mixed = linear(s[0], "duc_forward") * linear(s[1], "duc_backward")
-            gate = gelu_tanh(linear(x, "dv"))
-            update = linear(gelu_tanh(linear(mixed, "dol")) * gate, "do")
-            return hidden + update if cfg.pre_norm else norm(hidden + update)
-
-        u = _per_token(ssm_inputs, self.token_block, hidden, mask)       # [B, L, 2, H]
-        ssm_params = ssm.stack_directions(S4D(cfg, name="fs4")(), S4D(cfg, name="bs4")())
-        s = checkpoint_name(ssm.multi_conv(u, ssm_params, (False, True), backend=self.backend), "ssm_conv")
-        hidden = _per_token(mix, self.token_block, hidden, s)
-        return hidden, (hidden if self.collect_hidden else None)
-
-
-# What the backward pass keeps of a layer (see BiGSEncoder): the dense layers' outputs and
-# the SSM convolution's output.
-_SAVE_MATMULS = jax.checkpoint_policies.save_from_both_policies(
-    jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-    jax.checkpoint_policies.save_only_these_names("ssm_conv"))
-
-
 class BiGSEncoder(nn.Module):
-    """num_hidden_layers BiGS layers, unrolled or under nn.scan (params `layer/<i>/...`
-    or stacked `layer/...` with a leading layer axis)."""
+    """num_hidden_layers BiGS layers of the kind plan.layer_impl names, unrolled (params
+    `layer/<i>/...`) or under nn.scan (stacked `layer/...`, a leading layer axis).
+    hidden [B, L, H], mask [B, L] -> (last hidden [B, L, H], each layer's output when
+    output_hidden_states else ()). Each layer runs under nn.remat with plan.remat_policy,
+    except with everything_saveable, which is plain autodiff."""
 
     config: BiGSConfig
+    plan: backends.Plan
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, hidden, mask, *, padding, backend, token_block=0, output_hidden_states=False):
+    def __call__(self, hidden, mask, output_hidden_states=False):
         cfg = self.config
-        # The backward pass keeps each layer's matmul and convolution outputs and recomputes
-        # the elementwise work between them (GELUs, LayerNorm, gating): stored, those
-        # intermediates were most of the training memory and, under the layer scan, copied
-        # in and out of the stacked buffers at every step (base size, L=128, batch 8:
-        # 6.3 s -> 5.3 s a step, 5.9 -> 3.5 GB). remat=True keeps only the layer inputs.
-        layer_cls = nn.remat(BiGSLayer, prevent_cse=not cfg.scan_layers,
-                             policy=None if cfg.remat else _SAVE_MATMULS)
-        kwargs = dict(config=cfg, dtype=self.dtype, padding=padding, backend=backend,
-                      collect_hidden=output_hidden_states, token_block=token_block)
-        if cfg.scan_layers:
-            stack = nn.scan(layer_cls, variable_axes={"params": 0}, split_rngs={"params": True},
-                            in_axes=nn.broadcast, length=cfg.num_hidden_layers)
-            hidden, per_layer = stack(**kwargs, name="layer")(hidden, mask)
-            all_hidden = tuple(per_layer[i] for i in range(cfg.num_hidden_layers)) if output_hidden_states else ()
-        else:
-            hidden, all_hidden = _UnrolledLayers(layer_cls, kwargs, cfg.num_hidden_layers, name="layer")(hidden, mask)
-        return hidden, all_hidden
+        layer_cls = LAYERS[self.plan.layer_impl]
+        if self.plan.remat_policy is not jax.checkpoint_policies.everything_saveable:
+            layer_cls = nn.remat(layer_cls, prevent_cse=not cfg.scan_layers, policy=self.plan.remat_policy)
+        if not cfg.scan_layers:
+            layers = _UnrolledLayers(layer_cls, dict(config=cfg, plan=self.plan, dtype=self.dtype),
+                                     cfg.num_hidden_layers, name="layer")
+            return layers(hidden, mask)
+
+        def step(layer, hidden, mask):
+            hidden = layer(hidden, mask)
+            return hidden, (hidden if output_hidden_states else None)
+
+        stack = nn.scan(step, variable_axes={"params": 0}, split_rngs={"params": True},
+                        in_axes=nn.broadcast, length=cfg.num_hidden_layers)
+        hidden, per_layer = stack(layer_cls(cfg, self.plan, self.dtype, name="layer"), hidden, mask)
+        return hidden, tuple(per_layer[i] for i in range(cfg.num_hidden_layers)) if output_hidden_states else ()
 
 
 class _UnrolledLayers(nn.Module):
@@ -302,13 +141,14 @@ class _UnrolledLayers(nn.Module):
     def __call__(self, hidden, mask):
         all_hidden = []
         for i in range(self.num_layers):
-            hidden, _ = self.layer_cls(**self.layer_kwargs, name=str(i))(hidden, mask)
+            hidden = self.layer_cls(**self.layer_kwargs, name=str(i))(hidden, mask)
             all_hidden.append(hidden)
         return hidden, tuple(all_hidden)
 
 
 class BiGSPooler(nn.Module):
-    """Mean over real tokens (non_padding_mean) or all positions (mean), dense, tanh."""
+    """Mean over real tokens (non_padding_mean) or all positions (mean), dense, tanh:
+    hidden [B, L, H], mask [B, L] -> [B, H]."""
 
     config: BiGSConfig
     dtype: Any = jnp.float32
@@ -320,11 +160,18 @@ class BiGSPooler(nn.Module):
         else:
             weights = mask.astype(hidden.dtype)[:, :, None]
             pooled = jnp.sum(hidden * weights, axis=1) / jnp.sum(weights, axis=1)
-        return jnp.tanh(_dense(self.config, self.config.hidden_size, self.dtype, "dense")(pooled))
+        return jnp.tanh(dense(self.config, self.config.hidden_size, self.dtype, "dense")(pooled))
 
 
 class BiGSModule(nn.Module):
-    """The backbone: embeddings -> encoder -> (pooler). Returns a FlaxBaseModelOutputWithPooling."""
+    """The backbone: embeddings -> encoder -> (pooler). Returns a FlaxBaseModelOutputWithPooling.
+
+    Inputs are int arrays [B, L]; attention_mask holds 1 for tokens and 0 for pads. The
+    keywords override the config for this call: pad_mode ("reference", "exact"; `padding`
+    is its old name), conv_backend ("auto", "fft", "toeplitz", "scan"), layer_impl ("auto",
+    "reference", "fast") and remat_policy (a jax.checkpoint policy for training). They are
+    resolved here, once per call (backends.resolve); a bad value raises ValueError.
+    """
 
     config: BiGSConfig
     dtype: Any = jnp.float32
@@ -332,24 +179,20 @@ class BiGSModule(nn.Module):
 
     @nn.compact
     def __call__(self, input_ids, attention_mask, token_type_ids, position_ids, *,
-                 deterministic=True, output_hidden_states=False, padding=None, conv_backend=None):
+                 deterministic=True, output_hidden_states=False, pad_mode=None, conv_backend=None,
+                 layer_impl=None, remat_policy=None, padding=None):
         cfg = self.config
-        padding = padding or cfg.padding
-        backend = conv_backend or cfg.conv_backend
-        if backend == "auto":
-            backend = ssm.choose_backend(input_ids.shape[-1])
-        token_block = cfg.token_block if cfg.token_block is not None else choose_token_block(deterministic)
+        plan = backends.resolve(cfg, input_ids.shape[-1], deterministic=deterministic,
+                                pad_mode=_renamed_padding(pad_mode, padding), conv_backend=conv_backend,
+                                layer_impl=layer_impl, remat_policy=remat_policy)
         hidden = BiGSEmbeddings(cfg, self.dtype, name="embeddings")(
             input_ids, token_type_ids, position_ids, deterministic=deterministic)
-        last, layers = BiGSEncoder(cfg, self.dtype, name="encoder")(
-            hidden, attention_mask, padding=padding, backend=backend, token_block=token_block,
-            output_hidden_states=output_hidden_states)
+        last, layers = BiGSEncoder(cfg, plan, self.dtype, name="encoder")(
+            hidden, attention_mask, output_hidden_states=output_hidden_states)
         pooled = BiGSPooler(cfg, self.dtype, name="pooler")(last, attention_mask) if self.add_pooling_layer else None
         return FlaxBaseModelOutputWithPooling(
             last_hidden_state=last, pooler_output=pooled,
             hidden_states=(hidden,) + layers if output_hidden_states else None)
-
-
 
 
 class _MLMTransform(nn.Module):
@@ -360,8 +203,8 @@ class _MLMTransform(nn.Module):
 
     @nn.compact
     def __call__(self, hidden):
-        hidden = gelu_erf(_dense(self.config, self.config.hidden_size, self.dtype, "dense")(hidden))
-        return _layer_norm(self.config, self.dtype)(hidden)
+        hidden = gelu_erf(dense(self.config, self.config.hidden_size, self.dtype, "dense")(hidden))
+        return layer_norm(self.config, self.dtype)(hidden)
 
 
 class BiGSMLMHead(nn.Module):
@@ -376,7 +219,7 @@ class BiGSMLMHead(nn.Module):
         """Logits [..., V]; with targets [...] instead (nll, hit) from
         `losses.tied_softmax_cross_entropy`, without returning the logits."""
         hidden = _MLMTransform(self.config, self.dtype, name="transform")(hidden)
-        bias = self.param("bias", initializer("bias", self.config), (self.config.vocab_size,))
+        bias = self.param("bias", init.zeros, (self.config.vocab_size,))
         embeddings = word_embeddings.astype(hidden.dtype)
         if targets is not None:
             flat = hidden.reshape(-1, hidden.shape[-1])
@@ -387,11 +230,12 @@ class BiGSMLMHead(nn.Module):
 
 
 def _word_embeddings(backbone: BiGSModule) -> Array:
-    return backbone.variables["params"]["embeddings"]["word_embeddings"]["embedding"]
+    return nn.meta.unbox(backbone.variables["params"]["embeddings"]["word_embeddings"]["embedding"])
 
 
 class _HeadModule(nn.Module):
-    """Common call signature of every task module; subclasses implement `head`."""
+    """Common call signature of every task module; subclasses implement `head`. The
+    keyword `options` (pad_mode, conv_backend, layer_impl, remat_policy) go to BiGSModule."""
 
     config: BiGSConfig
     dtype: Any = jnp.float32
@@ -405,15 +249,14 @@ class _HeadModule(nn.Module):
         pass
 
     def backbone(self, input_ids, attention_mask, token_type_ids, position_ids, deterministic,
-                 output_hidden_states, padding, conv_backend):
+                 output_hidden_states, options):
         return self.s4_bert(input_ids, attention_mask, token_type_ids, position_ids,
-                            deterministic=deterministic, output_hidden_states=output_hidden_states,
-                            padding=padding, conv_backend=conv_backend)
+                            deterministic=deterministic, output_hidden_states=output_hidden_states, **options)
 
     def __call__(self, input_ids, attention_mask, token_type_ids, position_ids, *,
-                 deterministic=True, output_hidden_states=False, padding=None, conv_backend=None):
+                 deterministic=True, output_hidden_states=False, **options):
         out = self.backbone(input_ids, attention_mask, token_type_ids, position_ids, deterministic,
-                            output_hidden_states, padding, conv_backend)
+                            output_hidden_states, options)
         return self.head(out, attention_mask, deterministic)
 
 
@@ -432,11 +275,11 @@ class FlaxBiGSForMaskedLMModule(_HeadModule):
         return FlaxMaskedLMOutput(logits=logits, hidden_states=out.hidden_states)
 
     def mlm_loss(self, input_ids, attention_mask, token_type_ids, position_ids, labels, *,
-                 max_predictions, deterministic=True, padding=None, conv_backend=None):
+                 max_predictions, deterministic=True, **options):
         """Mean cross-entropy over labelled positions (labels != -100), computing vocabulary
         logits only at up to `max_predictions` labelled positions per sequence."""
         out = self.backbone(input_ids, attention_mask, token_type_ids, position_ids, deterministic,
-                            False, padding, conv_backend)
+                            False, options)
 
         def predict(picked, targets):          # -> (nll, hit) at the picked positions
             return self.cls(picked, _word_embeddings(self.s4_bert), targets=targets)[0]
@@ -470,7 +313,7 @@ class _Predictions(nn.Module):
                if self.with_mlm else None)
         nsp = None
         if self.with_nsp and pooled is not None:
-            nsp = _dense(self.config, 2, self.dtype, "seq_relationship")(pooled)
+            nsp = dense(self.config, 2, self.dtype, "seq_relationship")(pooled)
         return mlm, nsp
 
 
@@ -488,7 +331,7 @@ class FlaxBiGSForSequenceClassificationModule(_HeadModule):
 
     def setup_head(self):
         self.dropout = nn.Dropout(_dropout_rate(self.config))
-        self.classifier = _dense(self.config, self.config.num_labels, self.dtype, "classifier")
+        self.classifier = dense(self.config, self.config.num_labels, self.dtype, "classifier")
 
     def head(self, out, mask, deterministic):
         logits = self.classifier(self.dropout(out.pooler_output, deterministic=deterministic))
@@ -500,7 +343,7 @@ class FlaxBiGSForTokenClassificationModule(_HeadModule):
 
     def setup_head(self):
         self.dropout = nn.Dropout(_dropout_rate(self.config))
-        self.classifier = _dense(self.config, self.config.num_labels, self.dtype, "classifier")
+        self.classifier = dense(self.config, self.config.num_labels, self.dtype, "classifier")
 
     def head(self, out, mask, deterministic):
         logits = self.classifier(self.dropout(out.last_hidden_state, deterministic=deterministic))
@@ -513,7 +356,7 @@ class FlaxBiGSForQuestionAnsweringModule(_HeadModule):
     add_pooling_layer = False
 
     def setup_head(self):
-        self.qa_outputs = _dense(self.config, self.config.num_labels, self.dtype, "qa_outputs")
+        self.qa_outputs = dense(self.config, self.config.num_labels, self.dtype, "qa_outputs")
 
     def head(self, out, mask, deterministic):
         start, end = jnp.split(self.qa_outputs(out.last_hidden_state), 2, axis=-1)
@@ -526,13 +369,13 @@ class FlaxBiGSForMultipleChoiceModule(_HeadModule):
 
     def setup_head(self):
         self.dropout = nn.Dropout(_dropout_rate(self.config))
-        self.classifier = _dense(self.config, 1, self.dtype, "classifier")
+        self.classifier = dense(self.config, 1, self.dtype, "classifier")
 
     def __call__(self, input_ids, attention_mask, token_type_ids, position_ids, *,
-                 deterministic=True, output_hidden_states=False, padding=None, conv_backend=None):
+                 deterministic=True, output_hidden_states=False, **options):
         num_choices = input_ids.shape[1] if input_ids.ndim == 3 else 1
         flat = [x.reshape(-1, x.shape[-1]) for x in (input_ids, attention_mask, token_type_ids, position_ids)]
-        out = self.backbone(*flat, deterministic, output_hidden_states, padding, conv_backend)
+        out = self.backbone(*flat, deterministic, output_hidden_states, options)
         logits = self.classifier(self.dropout(out.pooler_output, deterministic=deterministic))
         return FlaxMultipleChoiceModelOutput(logits=logits.reshape(-1, num_choices),
                                              hidden_states=out.hidden_states)
@@ -587,33 +430,56 @@ def validate_inputs(config: BiGSConfig, input_ids, attention_mask, token_type_id
                              "least one real token (the original returns NaN here)")
 
 
-def _init_params_traced(module: nn.Module, rng) -> dict:
+def _call_options(pad_mode=None, conv_backend=None, layer_impl=None, padding=None) -> dict:
+    """A model call's overrides, checked by their enums; InputError names a bad one.
+    `padding` is pad_mode's old name."""
+    try:
+        options = {"pad_mode": _renamed_padding(pad_mode, padding), "conv_backend": conv_backend,
+                   "layer_impl": layer_impl}
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    for (name, value), choice in zip(options.items(), (PadMode, ConvBackend, LayerImpl)):
+        try:
+            options[name] = None if value is None else choice(value).value
+        except ValueError as error:
+            shown = "padding (pad_mode)" if name == "pad_mode" and padding is not None else name
+            raise InputError(f"{shown}: {error}") from None
+    return options
+
+
+def _init_declared(module: nn.Module, rng) -> dict:
+    """`module.init` on a short input: the params, each in an initializers.Declared box."""
     ids = jnp.zeros((1, min(8, module.config.max_position_embeddings)), jnp.int32)
     positions = jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
-    return module.init({"params": rng, "dropout": rng}, ids, jnp.ones_like(ids), jnp.zeros_like(ids), positions)["params"]
+    variables = module.init({"params": rng, "dropout": rng}, ids, jnp.ones_like(ids), jnp.zeros_like(ids), positions)
+    return variables["params"]
 
 
 @lru_cache(maxsize=64)  # per distinct module (modules built from equal configs are equal)
-def _param_shapes(module: nn.Module) -> dict:
-    return jax.eval_shape(partial(_init_params_traced, module), jax.random.PRNGKey(0))
+def _declared_shapes(module: nn.Module) -> dict:
+    """The param tree of `module`: Declared boxes around jax.ShapeDtypeStruct, nothing drawn."""
+    return jax.eval_shape(partial(_init_declared, module), jax.random.PRNGKey(0))
 
 
-@partial(jax.jit, static_argnames=("module", "train", "output_hidden_states", "padding", "conv_backend"))
+_OPTIONS = ("pad_mode", "conv_backend", "layer_impl")
+
+
+@partial(jax.jit, static_argnames=("module", "train", "output_hidden_states") + _OPTIONS)
 def _forward(module, params, input_ids, attention_mask, token_type_ids, position_ids, dropout_rng, *,
-             train, output_hidden_states, padding, conv_backend):
+             train, output_hidden_states, pad_mode, conv_backend, layer_impl):
     return module.apply({"params": params}, input_ids, attention_mask, token_type_ids, position_ids,
-                        deterministic=not train, output_hidden_states=output_hidden_states,
-                        padding=padding, conv_backend=conv_backend,
+                        deterministic=not train, output_hidden_states=output_hidden_states, pad_mode=pad_mode,
+                        conv_backend=conv_backend, layer_impl=layer_impl,
                         rngs={"dropout": dropout_rng} if train else {})
 
 
-@partial(jax.jit, static_argnames=("module", "max_predictions", "train", "padding", "conv_backend"))
+@partial(jax.jit, static_argnames=("module", "max_predictions", "train") + _OPTIONS)
 def _mlm_loss(module, params, input_ids, attention_mask, token_type_ids, position_ids, labels, dropout_rng, *,
-              max_predictions, train, padding, conv_backend):
+              max_predictions, train, pad_mode, conv_backend, layer_impl):
     return module.apply({"params": params}, input_ids, attention_mask, token_type_ids, position_ids, labels,
-                        max_predictions=max_predictions, deterministic=not train, padding=padding,
-                        conv_backend=conv_backend, rngs={"dropout": dropout_rng} if train else {},
-                        method=FlaxBiGSForMaskedLMModule.mlm_loss)
+                        max_predictions=max_predictions, deterministic=not train, pad_mode=pad_mode,
+                        conv_backend=conv_backend, layer_impl=layer_impl,
+                        rngs={"dropout": dropout_rng} if train else {}, method=FlaxBiGSForMaskedLMModule.mlm_loss)
 
 
 class FlaxBiGSPreTrainedModel:
@@ -645,14 +511,19 @@ class FlaxBiGSPreTrainedModel:
         self.params = self.init_weights(jax.random.PRNGKey(seed)) if _do_init else None
 
     # ------------------------------------------------------------- construction
-    def init_weights(self, rng) -> dict:
-        """Fresh params (their shapes do not depend on the input length), drawn from the
-        distributions of `module.init` by the faster `initializers.init_params`."""
-        return init_params(self.module, self.init_shapes(), rng)
+    def init_weights(self, rng, shardings: dict | None = None) -> dict:
+        """Fresh params (their shapes do not depend on the input length), from the
+        distributions the modules declare: drawn on the host (initializers.draw_on_host)
+        when `rng` is a concrete key, and placed by `shardings` when given; by `module.init`
+        when `rng` is traced (inside jit)."""
+        if isinstance(rng, jax.core.Tracer):
+            with jax.threefry_partitionable(False):  # the faster threefry on CPU
+                return nn.meta.unbox(_init_declared(self.module, rng))
+        return init.draw_on_host(_declared_shapes(self.module), rng, shardings)
 
     def init_shapes(self) -> dict:
         """The param tree as jax.ShapeDtypeStruct leaves, allocating nothing."""
-        return jax.tree.map(lambda leaf: leaf, _param_shapes(self.module))  # new dicts: the cached tree stays intact
+        return nn.meta.unbox(_declared_shapes(self.module))  # new dicts: the cached tree stays intact
 
     @property
     def num_parameters(self) -> int:
@@ -676,20 +547,20 @@ class FlaxBiGSPreTrainedModel:
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, params=None,
                  dropout_rng=None, train: bool = False, output_attentions: bool | None = None,
                  output_hidden_states: bool | None = None, return_dict: bool | None = None,
-                 padding: str | None = None, conv_backend: str | None = None):
-        """Run the model. `padding` ("reference" or "exact") and `conv_backend` ("auto", "fft",
-        "toeplitz", "scan") override the config for this call. BiGS has no attention, so
-        output_attentions is accepted and ignored."""
+                 pad_mode: str | None = None, conv_backend: str | None = None, layer_impl: str | None = None,
+                 padding: str | None = None):
+        """Run the model on input_ids [B, L] ([B, choices, L] for multiple choice).
+
+        `pad_mode` ("reference" or "exact"; `padding` is its old name), `conv_backend`
+        ("auto", "fft", "toeplitz", "scan") and `layer_impl` ("auto", "reference", "fast")
+        override the config for this call. BiGS has no attention, so output_attentions is
+        accepted and ignored. Raises InputError for bad inputs or options."""
         inputs = self.prepare_inputs(input_ids, attention_mask, token_type_ids, position_ids)
         if train and dropout_rng is None:
             raise InputError("train=True applies dropout and needs dropout_rng=jax.random.PRNGKey(...)")
-        if padding is not None and padding not in ("reference", "exact"):
-            raise InputError(f"padding must be 'reference' or 'exact', got {padding!r}")
-        if conv_backend is not None and conv_backend not in ("auto",) + ssm.BACKENDS:
-            raise InputError(f"conv_backend must be one of {('auto',) + ssm.BACKENDS}, got {conv_backend!r}")
         out = _forward(self.module, self.params if params is None else params, *inputs, dropout_rng,
                        train=train, output_hidden_states=bool(output_hidden_states),
-                       padding=padding, conv_backend=conv_backend)
+                       **_call_options(pad_mode, conv_backend, layer_impl, padding))
         return out if return_dict in (None, True) else out.to_tuple()
 
     # -------------------------------------------------------------- checkpoints
@@ -724,7 +595,7 @@ class FlaxBiGSPreTrainedModel:
                         local_files_only: bool = False, **config_overrides):
         """Load a local folder or a hub id. Keyword overrides go to the config, e.g.
         `num_labels=2` (a checkpoint head of another size is re-initialised and reported),
-        `padding="exact"`. Returns the model, plus a LoadReport if output_loading_info."""
+        `pad_mode="exact"`. Returns the model, plus a LoadReport if output_loading_info."""
         from .checkpoint import fill_missing, fit_params, logger, read_params, unstack_layers
 
         hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
@@ -752,9 +623,10 @@ class FlaxBiGSModel(FlaxBiGSPreTrainedModel):
 class _MLMMixin:
     def mlm_loss(self, input_ids, labels, attention_mask=None, token_type_ids=None, position_ids=None,
                  params=None, dropout_rng=None, train: bool = False, max_predictions: int | None = None,
-                 padding=None, conv_backend=None) -> MaskedLMLoss:
+                 pad_mode=None, conv_backend=None, layer_impl=None, padding=None) -> MaskedLMLoss:
         """Mean MLM cross-entropy over labels != -100, with vocabulary logits computed only
-        at (up to max_predictions, default all) labelled positions per sequence."""
+        at (up to max_predictions, default all) labelled positions per sequence. Options as
+        in `__call__`."""
         inputs = self.prepare_inputs(input_ids, attention_mask, token_type_ids, position_ids)
         labels = jnp.asarray(labels, jnp.int32)
         if labels.shape != inputs[0].shape:
@@ -762,8 +634,8 @@ class _MLMMixin:
         if max_predictions is None:
             max_predictions = int(np.max(np.sum(np.asarray(labels) != losses.IGNORE_INDEX, axis=1))) if _is_concrete(labels) else labels.shape[1]
         return _mlm_loss(self.module, self.params if params is None else params, *inputs, labels, dropout_rng,
-                         max_predictions=max(1, max_predictions), train=train, padding=padding,
-                         conv_backend=conv_backend)
+                         max_predictions=max(1, max_predictions), train=train,
+                         **_call_options(pad_mode, conv_backend, layer_impl, padding))
 
 
 class FlaxBiGSForMaskedLM(_MLMMixin, FlaxBiGSPreTrainedModel):

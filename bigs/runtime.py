@@ -1,34 +1,31 @@
-"""Process settings that make training faster on CPU: transparent huge pages for malloc.
+"""What the training commands do to their own process: restart with malloc on huge pages.
 
 XLA on CPU allocates each compiled program's buffers with malloc, and glibc hands large
-requests fresh pages from the kernel on every call. A training step then spends part of its
-time in page faults: 312,000 of them per step at base size, L=128, batch 8 (1.3 GB of new
-4 KB pages). With glibc's `glibc.malloc.hugetlb=1` tunable, malloc asks for transparent huge
-pages (2 MB), the faults drop to about a thousand, and the step takes 7% less time; a small
-pretraining step 15% less (docs/performance.md, "Huge pages").
+requests fresh 4 KB pages from the kernel on every call, so a training step spends part of
+its time in page faults. glibc's `glibc.malloc.hugetlb=1` tunable makes malloc ask for
+transparent huge pages (2 MB) instead, which made CPU training steps faster
+(docs/performance.md, "Huge pages").
 
-glibc reads tunables only when a process starts, so the `bigs` commands and the benchmark
-scripts start themselves again with the tunable added (`relaunch_with_hugepages`), before
-any work. This applies on Linux with glibc 2.35 or newer and the kernel's transparent huge
-pages in "madvise" mode; set BIGS_HUGEPAGES=0 to turn it off. Library users can export
-GLIBC_TUNABLES=glibc.malloc.hugetlb=1 themselves.
-
-Memory written once is the exception: drawing a model's fresh params was slower in huge
-pages, so `initializers.init_params` draws them inside `small_pages()`.
+glibc reads tunables only when a process starts, so the training commands (`bigs demo`,
+`bigs glue`, `bigs pretrain`, run_glue.py, pretrain.py) and the benchmark scripts start
+themselves again with the tunable added (`relaunch_with_hugepages`), first thing, and say so
+in one line on stderr. This applies on Linux with glibc 2.35 or newer and the kernel's
+transparent huge pages in "madvise" mode; `--no_hugepages` or BIGS_HUGEPAGES=0 turns it off.
+Only the commands do this: importing or calling the library changes no process state.
+Library users can export GLIBC_TUNABLES=glibc.malloc.hugetlb=1 themselves.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 TUNABLE = "glibc.malloc.hugetlb"
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 OFF = ("0", "false", "no", "off")
-PR_SET_THP_DISABLE, PR_GET_THP_DISABLE = 41, 42     # linux/prctl.h
+# The flag that keeps a command from restarting (each command's parser accepts it).
+NO_HUGEPAGES_FLAG = "--no_hugepages"
 
 
 def _glibc_version() -> tuple[int, int] | None:
@@ -83,15 +80,10 @@ def without_hugepages(environ) -> dict:
     return {**environ, "GLIBC_TUNABLES": ":".join(i for i in items if i.partition("=")[0] != TUNABLE)}
 
 
-def _malloc_asks_for_hugepages() -> bool:
-    """Whether this process started with the tunable set to a value other than 0."""
-    return _tunable_value(os.environ) not in (None, "", "0")
-
-
 def hugepages_on() -> bool:
-    """Whether malloc gets huge pages in this process: the tunable was set when it started,
-    or the kernel gives them to every process ("always")."""
-    return _malloc_asks_for_hugepages() or _thp_mode() == "always"
+    """Whether malloc gets huge pages in this process: the tunable was set (not to 0) when it
+    started, or the kernel gives them to every process ("always")."""
+    return _tunable_value(os.environ) not in (None, "", "0") or _thp_mode() == "always"
 
 
 def _restart_command() -> list[str] | None:
@@ -105,37 +97,15 @@ def _restart_command() -> list[str] | None:
 
 def relaunch_with_hugepages() -> None:
     """Replace this process by the same command with huge pages on, where that applies
-    (`hugepage_environment`); otherwise return. Call it first thing, before any work: the
-    process is started again from scratch."""
+    (`hugepage_environment`) and the command line does not hold --no_hugepages; otherwise
+    return. Says so in one line on stderr. Call it first thing, before any work: the process
+    is started again from scratch."""
     environ = hugepage_environment()
     argv = _restart_command()
-    if environ is None or argv is None:
+    if environ is None or argv is None or NO_HUGEPAGES_FLAG in sys.argv[1:]:
         return
+    print(f"restarting with GLIBC_TUNABLES={environ['GLIBC_TUNABLES']} (malloc on transparent huge pages: faster "
+          f"CPU training; {NO_HUGEPAGES_FLAG} or BIGS_HUGEPAGES=0 turns this off)", file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, argv, environ)
-
-
-def _prctl(option: int, value: int = 0) -> int:
-    """Linux prctl(option, value); -1 where it fails or there is none."""
-    if not sys.platform.startswith("linux"):
-        return -1
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
-    except (AttributeError, OSError):
-        return -1
-
-
-@contextmanager
-def small_pages():
-    """Within: no transparent huge pages for this process, when malloc asks for them (the
-    tunable is set); as before afterwards. Memory that is written once, like a model's fresh
-    params, is slower to set up in huge pages: building a base-size model took 1.5-1.8 s with
-    them and 1.2-1.4 s without (docs/performance.md, "Huge pages"). Process-wide while it lasts."""
-    switch = _malloc_asks_for_hugepages() and _prctl(PR_GET_THP_DISABLE) == 0
-    switch = switch and _prctl(PR_SET_THP_DISABLE, 1) == 0
-    try:
-        yield
-    finally:
-        if switch:
-            _prctl(PR_SET_THP_DISABLE, 0)

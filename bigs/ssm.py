@@ -1,4 +1,4 @@
-"""The S4D state-space model: initialisers, the convolution kernel, and the convolution.
+"""The S4D state-space model: its initial A, discretisation, kernel and convolution.
 
 Each BiGS layer has two S4D layers (forward `fs4` and backward `bs4`). Each holds ONE
 diagonal complex SSM with `num_ssm` states and one scalar skip `D`; its kernel is shared by
@@ -9,17 +9,21 @@ causal convolution
     K[k] = Re sum_n C_n (exp(dt A_n) - 1) / A_n * exp(k dt A_n),           (S4D, ZOH)
 
 with A = min(A_re, -1e-4) + i A_im, dt = exp(log_step) and C = C[:, 0] + i C[:, 1].
+S4D: Gu, Gupta, Goel, Re, "On the Parameterization and Initialization of Diagonal State
+Space Models" (2022); the original's version is `S4dLayer` in `BiGS/modeling_flax_bigs.py`.
 
-Three ways to compute the same convolution (`conv_backend`):
-  "fft"       zero-padded FFT, O(L log L): the original's method;
-  "toeplitz"  one matmul with the [L, L] lower-triangular Toeplitz matrix of K: O(L^2)
-              FLOPs, but a plain matmul, which is faster than the FFT at short lengths;
-  "scan"      the SSM as a recurrence over its num_ssm complex states, in chunks: a
-              Toeplitz matmul inside each chunk, the state carried between chunks. Linear
-              memory and matmul-bound at any length.
-"auto" picks one by length and platform (`choose_backend`). `multi_conv` runs several
-SSMs (BiGS: the forward and the backward one) on one stacked array, so each backend does
-one FFT, batched matmul or scan per layer, with the kernels computed once per layer.
+As in the Annotated S4, one small function per step: `init_A` (the initial A),
+`discretize` (zero-order hold), `kernel` (K), `convolution` (y). The convolution has three
+backends (config.ConvBackend), which give the same numbers to float32 rounding:
+  FFT       zero-padded FFT, O(L log L): the original's method;
+  TOEPLITZ  one matmul with the [L, L] lower-triangular Toeplitz matrix of K: O(L^2)
+            FLOPs, but a plain matmul, which is faster than the FFT at short lengths;
+  SCAN      the SSM as a recurrence over its num_ssm complex states, in chunks: a
+            Toeplitz matmul inside each chunk, the state carried between chunks. Linear
+            memory and matmul-bound at any length.
+backends.resolve picks one for "auto". `multi_conv` runs several SSMs (BiGS: the forward
+and the backward one) on one stacked array, so each backend does one FFT, batched matmul or
+scan per layer for both, with the kernels computed once per layer.
 """
 
 from __future__ import annotations
@@ -30,10 +34,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-BACKENDS = ("fft", "toeplitz", "scan")
+from .config import ConvBackend
+
+# The backends that compute a convolution (all but AUTO).
+BACKENDS = tuple(backend for backend in ConvBackend if backend is not ConvBackend.AUTO)
 
 # A_re is clipped here so that every mode decays (the original's `min(A_re, -1e-4)`).
 _MAX_A_RE = -1e-4
+# The kernel's complex products are true float32 whatever jax's default matmul precision
+# (on recent NVIDIA GPUs that default is TF32, a 10-bit mantissa). No effect on CPU.
+_F32 = jax.lax.Precision.HIGHEST
+# Steps per chunk of the SCAN backend. Per element the in-chunk Toeplitz matmul costs
+# 2*chunk FLOPs and the state read/write about 8*num_ssm: short chunks balance the two at
+# num_ssm 64 (benchmarks/bench_conv.py sweeps the chunk).
+SCAN_CHUNK = 64
 
 
 # ---------------------------------------------------------------------------- init
@@ -70,8 +84,8 @@ def init_A(scaling: str, num_ssm: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _hippo_eigenvalues(num_ssm: int) -> np.ndarray:
     """lambda [num_ssm] float32: eigenvalues of -i * S, S the normal part of HiPPO-LegS.
-    LAPACK's complex64 eigh through numpy: no XLA compilation (jax's eigh took a second to
-    compile, most of model construction), and the same float32 results to rounding."""
+    LAPACK's complex64 eigh through numpy: the same float32 results to rounding as jax's
+    eigh, without compiling one (slow enough to dominate building a model)."""
     n = np.arange(num_ssm, dtype=np.float32)
     p = np.sqrt(np.float32(1) + np.float32(2) * n)
     legs = -(np.tril(p[:, None] * p[None, :]) - np.diag(n))
@@ -81,69 +95,37 @@ def _hippo_eigenvalues(num_ssm: int) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------- kernel
-# The kernel's complex products are true float32 whatever jax's default matmul precision
-# (on recent NVIDIA GPUs that default is TF32, a 10-bit mantissa). No effect on CPU.
-_F32 = jax.lax.Precision.HIGHEST
-
-
-def conv_precision(platform: str | None = None):
-    """Precision of the Toeplitz and scan backends' matmuls (float32 operands, float32
-    accumulation either way).
-
-    True float32 on CPU, where it is the only kind, and wherever jax was asked for
-    float32 matmuls (`jax_default_matmul_precision` "highest"/"float32"). On a GPU under
-    jax's default (which runs the dense layers in TF32) it is three bfloat16 passes,
-    BF16_BF16_F32_X3: about 4e-6 relative error, far under TF32's 3e-4, on tensor cores
-    instead of the much slower float32 CUDA cores (H100: docs/performance.md).
-    """
-    platform = platform or jax.default_backend()
-    if platform in ("gpu", "cuda", "rocm") and jax.config.jax_default_matmul_precision in (
-            None, "default", "fastest", "bfloat16", "tensorfloat32", "high", "bfloat16_3x"):
-        return "BF16_BF16_F32_X3"
-    return _F32
-
-
 def discretize(A_re, A_im, C, log_step):
-    """Zero-order-hold discretisation: (dtA [N] complex, C' [N] complex) with
-    K[k] = Re sum_n C'_n exp(k dtA_n)."""
+    """Zero-order-hold discretisation of one S4D layer's params (A_re, A_im [N], C [N, 2],
+    log_step [1]): (dtA [N] complex, C' [N] complex) with K[k] = Re sum_n C'_n exp(k dtA_n),
+    where C'_n = C_n (exp(dt A_n) - 1) / A_n."""
     A = jnp.minimum(A_re, _MAX_A_RE) + 1j * A_im
     dtA = jnp.exp(log_step) * A
     C_complex = C[:, 0] + 1j * C[:, 1]
     return dtA, C_complex * (jnp.exp(dtA) - 1.0) / A
 
 
-def ssm_kernel(A_re, A_im, C, log_step, length: int) -> jax.Array:
-    """The convolution kernel K [length] float32 of one S4D layer (Vandermonde form)."""
+def kernel(A_re, A_im, C, log_step, length: int) -> jax.Array:
+    """The convolution kernel K [length] float32 of one S4D layer, in Vandermonde form:
+    K[k] = Re sum_n C'_n exp(k dtA_n) (`discretize`)."""
     dtA, C_bar = discretize(A_re, A_im, C, log_step)
     powers = jnp.exp(dtA[:, None] * jnp.arange(length, dtype=jnp.float32)[None, :])
     return jnp.real(jnp.einsum("n,nl->l", C_bar, powers, precision=_F32)).astype(jnp.float32)
 
 
 # --------------------------------------------------------------------- convolution
-# Longest length at which "auto" uses the Toeplitz matmul. Measured on a 2-core CPU at
-# hidden 768, scan chunk 64 (ns per token, toeplitz / scan): L=512 22k / 38k,
-# L=1024 71k / 49k; the FFT was never the fastest on CPU (40k at 512, 265k at 16k). On an
-# H100 the same 512 holds (toeplitz / fft: 101 / 112 at 512, 197 / 141 at 1024).
-TOEPLITZ_MAX_LENGTH = 512
-# Steps per chunk of the "scan" backend. Per element the in-chunk Toeplitz matmul costs
-# 2*chunk FLOPs and the state read/write about 8*num_ssm; measured on CPU at num_ssm 64,
-# L=4096, 64 was fastest (chunks 64/128/256/512: 167/186/449/520 ms, bench_conv.py).
-SCAN_CHUNK = 64
+def convolution(u: jax.Array, params: dict, *, reverse: bool = False, backend: ConvBackend | str = ConvBackend.FFT,
+                precision: str | jax.lax.Precision = "float32", chunk: int = SCAN_CHUNK) -> jax.Array:
+    """One S4D layer, given its params {A_re, A_im, C, D, log_step}, applied to
+    u [B, L, C] -> y [B, L, C] (u's dtype): y = K * u + D u along the length axis.
 
-
-def choose_backend(length: int, platform: str | None = None) -> str:
-    """The fastest exact backend for this length on this platform.
-
-    Thresholds come from benchmarks/bench_conv.py (both directions of one layer at hidden
-    768, batch 8 at L=512 down to 1 from L=4096; docs/performance.md). On a 2-core CPU the
-    Toeplitz matmul wins while its L^2 cost is small, then the chunked scan, whose cost is
-    linear in L. On an H100 the Toeplitz matmul wins up to the same 512 and the FFT (what
-    the original uses) above it; TPUs are assumed to follow GPUs (not measured).
+    reverse=True runs it right-to-left (the backward SSM): it equals
+    flip(convolution(flip(u))) along the length axis. `backend`, `precision` and `chunk` as
+    in `multi_conv`.
     """
-    platform = platform or jax.default_backend()
-    if length <= TOEPLITZ_MAX_LENGTH:
-        return "toeplitz"
-    return "fft" if platform in ("gpu", "cuda", "rocm", "tpu") else "scan"
+    y = multi_conv(u[:, :, None], stack_directions(params), (reverse,), backend=backend, precision=precision,
+                   chunk=chunk)
+    return y[:, :, 0]
 
 
 def stack_directions(*params: dict) -> dict:
@@ -151,40 +133,34 @@ def stack_directions(*params: dict) -> dict:
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *params)
 
 
-def multi_conv(u: jax.Array, params: dict, reverse: tuple[bool, ...], *, backend: str,
-               chunk: int = SCAN_CHUNK) -> jax.Array:
-    """D independent S4D layers on one array: u [B, L, D, C] -> y [B, L, D, C].
+def multi_conv(u: jax.Array, params: dict, reverse: tuple[bool, ...], *, backend: ConvBackend | str,
+               precision: str | jax.lax.Precision = "float32", chunk: int = SCAN_CHUNK) -> jax.Array:
+    """D independent S4D layers on one array: u [B, L, D, C] -> y [B, L, D, C], u's dtype.
 
     `params` holds D stacked S4D layers (`stack_directions`); layer d is causal, or
     anti-causal if reverse[d]. BiGS runs its forward and backward SSM as D=2, so each
     backend does one FFT / one batched matmul / one scan per layer for both directions.
     y = K_d * u[:, :, d] + D_d u[:, :, d], computed in float32 whatever u's dtype.
+    `precision`: the Toeplitz and scan matmuls' (a jax.lax.Precision or a jax algorithm
+    name such as "BF16_BF16_F32_X3"); `chunk`: steps per chunk of the scan.
+    Raises ValueError for a backend other than FFT, TOEPLITZ or SCAN.
     """
+    backend = ConvBackend(backend)
+    if backend not in BACKENDS:
+        raise ValueError(f"conv_backend {backend.value!r} must be resolved to one of "
+                         f"{[b.value for b in BACKENDS]} first (backends.resolve)")
     if len(reverse) != u.shape[2]:
         raise ValueError(f"reverse has {len(reverse)} entries but u has {u.shape[2]} SSMs (axis 2)")
     u32 = u.astype(jnp.float32)
     length = u.shape[1]
-    if backend == "scan":
-        y = _conv_chunked_scan(u32, params, reverse, min(chunk, length), conv_precision())
-    elif backend in ("fft", "toeplitz"):
-        K = jax.vmap(ssm_kernel, in_axes=(0, 0, 0, 0, None))(
-            params["A_re"], params["A_im"], params["C"], params["log_step"], length)   # [D, L]
-        y = _conv_fft(u32, K, reverse) if backend == "fft" else _conv_toeplitz(u32, K, reverse, conv_precision())
+    if backend is ConvBackend.SCAN:
+        y = _conv_chunked_scan(u32, params, reverse, min(chunk, length), precision)
     else:
-        raise ValueError(f"unknown conv_backend {backend!r}; expected one of {BACKENDS} or 'auto'")
+        K = jax.vmap(kernel, in_axes=(0, 0, 0, 0, None))(
+            params["A_re"], params["A_im"], params["C"], params["log_step"], length)   # [D, L]
+        y = _conv_fft(u32, K, reverse) if backend is ConvBackend.FFT else _conv_toeplitz(u32, K, reverse, precision)
     skip = params["D"].astype(jnp.float32).reshape(1, 1, -1, 1)
     return (y + skip * u32).astype(u.dtype)
-
-
-def ssm_conv(u: jax.Array, params: dict, *, reverse: bool = False, backend: str = "fft",
-             chunk: int = SCAN_CHUNK) -> jax.Array:
-    """Apply one S4D layer, given its params {A_re, A_im, C, D, log_step}, to u [B, L, C].
-
-    reverse=True runs it right-to-left (the backward SSM): it equals
-    flip(ssm_conv(flip(u))) along the length axis.
-    """
-    y = multi_conv(u[:, :, None], stack_directions(params), (reverse,), backend=backend, chunk=chunk)
-    return y[:, :, 0]
 
 
 def _conv_fft(u, K, reverse):
@@ -203,9 +179,9 @@ def toeplitz(K: jax.Array, reverse: bool = False) -> jax.Array:
 
     Built without a gather: row i reversed is the window w[i : i + L] of w = [0]*(L-1) ++ K,
     and L windows of stride 1 are a reshape of w tiled L+1 times. The gradient is then a
-    reshape and a sum, not a scatter-add of L^2 values into L slots (on a GPU that scatter
-    took 8% of a training step). The tiled vector holds about 2 L^2 numbers while T is
-    built: nothing at the lengths "auto" uses it for (L <= 512), 2 GB at a forced L=16384.
+    reshape and a sum, not a scatter-add of L^2 values into L slots, which is slow on a GPU.
+    The tiled vector holds about 2 L^2 numbers while T is built: little at the lengths
+    "auto" uses it for (L <= 512), gigabytes if forced at L in the ten thousands.
     """
     length = K.shape[0]
     w = jnp.concatenate([jnp.zeros((length - 1,), K.dtype), K])                 # [2L-1]

@@ -7,6 +7,9 @@ token types 0 for A (and its [CLS]/[SEP]) and 1 for B.
 
 `save_pretrained` writes `tokenizer.json`, `vocab.txt` and `tokenizer_config.json`, the files
 Hugging Face's `BertTokenizerFast.from_pretrained` reads, so a saved folder works there too.
+
+`train_wordpiece` trains a new vocabulary on a corpus; `load_wordpiece` reads a vocab.txt into
+the bare WordPiece pipeline (no [CLS]/[SEP] added) that building pretraining shards uses.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-from .errors import CheckpointError, DataError, InputError
+from .data.text import expand_inputs, read_documents
+from .errors import CheckpointError, ConfigError, DataError, InputError
+from .files import atomic_writer, write_json, write_text
 
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_FILE = "vocab.txt"
@@ -144,13 +150,11 @@ class BiGSTokenizer:
             )
         return cls.from_vocab(vocab_path, **settings)
 
-    def save_pretrained(self, directory: str) -> None:
-        """Writes tokenizer.json, vocab.txt and tokenizer_config.json into `directory`."""
-        os.makedirs(directory, exist_ok=True)
-        self._tokenizer.save(os.path.join(directory, TOKENIZER_FILE))
-        by_id = sorted(self._tokenizer.get_vocab(with_added_tokens=True).items(), key=lambda item: item[1])
-        with open(os.path.join(directory, VOCAB_FILE), "w", encoding="utf-8") as f:
-            f.writelines(token + "\n" for token, _ in by_id)
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Writes tokenizer.json, vocab.txt and tokenizer_config.json into `directory`, each atomically."""
+        with atomic_writer(Path(directory) / TOKENIZER_FILE) as tmp:
+            self._tokenizer.save(str(tmp))
+        write_vocab(self._tokenizer, Path(directory))
         config = {
             "tokenizer_class": "BertTokenizer",
             "do_lower_case": self.do_lower_case,
@@ -163,9 +167,7 @@ class BiGSTokenizer:
             "cls_token": CLS,
             "mask_token": MASK,
         }
-        with open(os.path.join(directory, TOKENIZER_CONFIG_FILE), "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=2)
-            f.write("\n")
+        write_json(Path(directory) / TOKENIZER_CONFIG_FILE, config)
 
     # ---------------------------------------------------------------------------- encoding
 
@@ -320,3 +322,56 @@ class BiGSTokenizer:
     @property
     def mask_token_id(self) -> int:
         return self._tokenizer.token_to_id(MASK)
+
+
+# ------------------------------------------------------------------------- WordPiece training
+
+
+def load_wordpiece(vocab_file: str | os.PathLike, lowercase: bool = True) -> Tokenizer:
+    """BERT's WordPiece tokenizer (no [CLS]/[SEP] added) from a vocab.txt.
+
+    Raises DataError when vocab_file does not exist.
+    """
+    if not Path(vocab_file).is_file():
+        raise DataError(f"vocabulary file {str(vocab_file)!r} does not exist; expected a BERT vocab.txt")
+    return _bert_pipeline(models.WordPiece.from_file(str(vocab_file), unk_token=UNK), lowercase)
+
+
+def train_wordpiece(
+    files: Sequence[str | os.PathLike], vocab_size: int, output_dir: str | os.PathLike
+) -> Path:
+    """Trains a lowercase WordPiece vocabulary on text files; writes and returns output_dir/vocab.txt.
+
+    Ids 0-4 are [PAD], [UNK], [CLS], [SEP], [MASK]. The text is read as `build_shards` reads
+    it (bigs.data.text.read_documents: wikitext headings dropped, "@-@" escapes undone).
+
+    Raises:
+      ConfigError: vocab_size leaves no room beyond the five special tokens.
+      DataError: an input is missing, unreadable or not text.
+    """
+    if vocab_size < len(SPECIAL_TOKENS) + 1:
+        raise ConfigError(f"vocab_size={vocab_size}; expected more than {len(SPECIAL_TOKENS)}")
+    tokenizer = _bert_pipeline(models.WordPiece(unk_token=UNK), lowercase=True)
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False
+    )
+    sentences = (s for path in expand_inputs(files) for doc in read_documents(path) for s in doc)
+    tokenizer.train_from_iterator(sentences, trainer=trainer)
+    return write_vocab(tokenizer, Path(output_dir))
+
+
+def _bert_pipeline(model: models.WordPiece, lowercase: bool) -> Tokenizer:
+    """`model` behind BERT's normaliser and pre-tokenizer, with no special tokens added."""
+    tokenizer = Tokenizer(model)
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tokenizer
+
+
+def write_vocab(tokenizer: Tokenizer, output_dir: Path) -> Path:
+    """Writes the vocabulary as output_dir/vocab.txt (line number = id), atomically; returns its path."""
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    by_id = sorted(vocab.items(), key=lambda item: item[1])
+    if [index for _, index in by_id] != list(range(len(by_id))):
+        raise DataError(f"tokenizer ids are not 0..{len(by_id) - 1} without gaps; cannot write a vocab.txt")
+    return write_text(output_dir / VOCAB_FILE, "".join(token + "\n" for token, _ in by_id))

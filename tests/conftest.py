@@ -26,3 +26,15 @@ def golden_dir() -> Path:
 @pytest.fixture(scope="session")
 def vocab_file() -> Path:
     return _require(SHARED / "data" / "vocab" / "bert-base-uncased-vocab.txt")
+
+
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory):
+    """A persistent compilation cache for one test module, whose runs each jit their own
+    steps: the tiny model's programs then compile once per module."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    yield
+    jax.config.update("jax_compilation_cache_dir", None)

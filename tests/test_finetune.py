@@ -1,6 +1,7 @@
 """Fine-tuning: the whole job through the CLI entry, resume, frozen kernels, MNLI heads, padding,
 a real GLUE task (MRPC), and TensorBoard scalars that are all finite."""
 
+import contextlib
 import json
 import math
 import os
@@ -12,9 +13,11 @@ import pytest
 from flax import traverse_util
 
 from bigs.cli import glue
+from bigs.data.batching import Batching, encode, update_order
 from bigs.data.demo_task import write_demo_files
 from bigs.data.glue import load_user_files
 from bigs.modeling import FlaxBiGSForSequenceClassification
+from bigs.predict import predict_logits
 from bigs.tokenizer import BiGSTokenizer
 from bigs.train import finetune
 from bigs.train.progress import Progress, read_scalars
@@ -26,13 +29,7 @@ TINY = ["--hidden_size", "32", "--num_hidden_layers", "2", "--intermediate_size"
 RUN = ("--max_steps", "8", "--eval_steps", "3")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """Each run jits its own steps; a persistent cache compiles the tiny model's once per module."""
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    yield
-    jax.config.update("jax_compilation_cache_dir", None)
+pytestmark = pytest.mark.usefixtures("compilation_cache")
 
 
 @pytest.fixture(scope="module")
@@ -126,33 +123,36 @@ def _checkpoint_leaves(output_dir, step: int) -> dict:
 
 
 def _validation_logits(demo_files, output_dir) -> np.ndarray:
-    config = glue.config_from_args(glue.build_parser().parse_args(_argv(demo_files, output_dir)))
     model = FlaxBiGSForSequenceClassification.from_pretrained(str(output_dir))
     data, _ = load_user_files(demo_files["train"], demo_files["validation"])
-    encoded = finetune.encode(BiGSTokenizer.from_pretrained(str(output_dir)), data["validation"], 32)
-    step = finetune.make_predict_step(model.module, "exact")
-    return finetune.predict_logits(step, model.params, encoded, config, 0)
+    encoded = encode(BiGSTokenizer.from_pretrained(str(output_dir)), data["validation"], 32)
+    return predict_logits(model, encoded, batching=Batching("longest", 32), pad_id=0, pad_mode="exact")
+
+
+@contextlib.contextmanager
+def dies_in_step(number: int, monkeypatch):
+    """Within: a fine-tuning run is killed (KeyboardInterrupt) as its step `number` begins."""
+    batches = finetune.FinetuneTask.batches
+
+    def dying(self, start_step, position):
+        for step, batch in enumerate(batches(self, start_step, position), start=start_step + 1):
+            if step == number:
+                raise KeyboardInterrupt(f"killed in step {number}")
+            yield batch
+
+    monkeypatch.setattr(finetune.FinetuneTask, "batches", dying)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(finetune.FinetuneTask, "batches", batches)
 
 
 def test_resume_continues_where_it_stopped(demo_files, demo_run, tmp_path, monkeypatch):
     """A run killed during step 7 resumes from its step-6 checkpoint (mid-epoch, one epoch
     crossed) and ends with the uninterrupted run's params, optimiser state and logits."""
     resumed = tmp_path / "resumed"
-    make_train_step = finetune.make_train_step
-
-    def dies_in_step_7(*args, **kwargs):
-        step_fn = make_train_step(*args, **kwargs)
-
-        def step(state, batch, index):
-            if int(index) == 6:
-                raise KeyboardInterrupt("killed in step 7")
-            return step_fn(state, batch, index)
-        return step
-
-    monkeypatch.setattr(finetune, "make_train_step", dies_in_step_7)
-    with pytest.raises(KeyboardInterrupt):
+    with dies_in_step(7, monkeypatch), pytest.raises(KeyboardInterrupt):
         glue.main(_argv(demo_files, resumed, *RUN))
-    monkeypatch.setattr(finetune, "make_train_step", make_train_step)
     assert sorted(os.listdir(resumed / "checkpoints")) == ["3", "6"]
     assert glue.main(_argv(demo_files, resumed, *RUN)) == 2  # a run is there: needs --resume
     assert glue.main(_argv(demo_files, resumed, *RUN, "--resume")) == 0
@@ -220,11 +220,10 @@ def test_per_batch_exact_padding_predicts_like_padding_to_max_length(demo_files,
     config = glue.config_from_args(glue.build_parser().parse_args(argv))
     data, spec = load_user_files(demo_files["train"], demo_files["validation"])
     model, tokenizer = finetune.load_model(config, spec)
-    encoded = finetune.encode(tokenizer, data["validation"], 64)
-    step = finetune.make_predict_step(model.module, "exact")
-    per_batch = finetune.predict_logits(step, model.params, encoded, config, 0, batch_size=16)
-    config.padding = "max_length"
-    padded = finetune.predict_logits(step, model.params, encoded, config, 0, batch_size=16)
+    encoded = encode(tokenizer, data["validation"], 64)
+    per_batch = predict_logits(model, encoded, batching=Batching("longest", 64, pad_to_multiple_of=8), batch_size=16,
+                               pad_mode="exact")
+    padded = predict_logits(model, encoded, batching=Batching("max_length", 64), batch_size=16, pad_mode="exact")
     np.testing.assert_allclose(per_batch, padded, atol=1e-5)
     np.testing.assert_array_equal(per_batch.argmax(-1), padded.argmax(-1))
 
@@ -233,9 +232,9 @@ def test_train_batches_are_deterministic_and_cover_every_example(demo_files, tmp
     data, _ = load_user_files(demo_files["train"])
     from bigs.tokenizer import BiGSTokenizer
 
-    encoded = finetune.encode(BiGSTokenizer.from_vocab(demo_files["vocab"]), data["train"], 32)
-    first = finetune.train_batch_order(encoded, 16, epoch=1, seed=0, bucket=True)
-    again = finetune.train_batch_order(encoded, 16, epoch=1, seed=0, bucket=True)
+    encoded = encode(BiGSTokenizer.from_vocab(demo_files["vocab"]), data["train"], 32)
+    first = update_order(encoded.lengths, 16, epoch=1, seed=0, bucket=True)
+    again = update_order(encoded.lengths, 16, epoch=1, seed=0, bucket=True)
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert sorted(np.concatenate(first).tolist()) == list(range(len(encoded)))
 

@@ -316,3 +316,58 @@ def test_write_submission(tmp_path):
         write_submission(str(tmp_path / "CoLA.tsv"), "cola", [2], [0])
     with pytest.raises(DataError, match="2 predictions but 1 ids"):
         write_submission(str(tmp_path / "CoLA.tsv"), "cola", [0, 1], [0])
+
+
+# ------------------------------------------------------------------------------- non-finite labels (case C04)
+
+C04 = [("cls_nan.csv", "row 4", "'nan'"), ("reg_nan.csv", "row 4", "'nan'"), ("reg_inf.csv", "row 4", "'inf'"),
+       ("cls_empty.csv", "row 4", "empty"), ("cls_null.jsonl", "row 3", "empty")]
+
+
+@pytest.mark.parametrize("name, row, value", C04)
+def test_a_label_that_is_not_a_finite_number_is_refused_naming_file_row_and_value(shared_dir, name, row, value):
+    path = str(shared_dir / "cases" / "C04" / name)
+    with pytest.raises(DataError) as error:
+        load_user_files(path, path)
+    assert f"{path}: {row}: " in str(error.value) and value in str(error.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sentence,score\na,0.5\nb,NaN\n", r"row 3: label 'NaN' is not a finite number"),
+    ("sentence,score\na,0.5\nb,-Infinity\n", r"row 3: label '-Infinity' is not a finite number"),
+    ('sentence,score\n"two\nlines",0.5\nb,\n', r"row 4: the label is empty"),
+])
+def test_non_finite_or_empty_targets_in_user_files(tmp_path, text, message):
+    path = tmp_path / "train.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        load_user_files(str(path))
+
+
+def test_json_records_name_the_record(tmp_path):
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps([{"text": "a", "label": 0.5}, {"text": "b", "label": float("nan")}]))
+    with pytest.raises(DataError, match=r"train\.json: record 2: label nan is not a finite number"):
+        load_user_files(str(path))
+
+
+def test_glue_regression_targets_must_be_finite(tmp_path):
+    _write(tmp_path / "STS-B" / "train.tsv", ["index\tsentence1\tsentence2\tscore", "0\ta\tb\t1.5", "1\ta\tb\tnan"])
+    with pytest.raises(DataError, match=r"train\.tsv: row 3: label 'nan' is not a finite number"):
+        load_glue_tsv("stsb", str(tmp_path), splits=["train"])
+
+
+def test_a_test_file_with_an_empty_label_column_is_unlabelled(tmp_path):
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_text("sentence,label\na,0\nb,1\n")
+    test.write_text("sentence,label\nc,\nd,\n")
+    data, _ = load_user_files(str(train), test_file=str(test))
+    assert data["test"].labels is None and data["test"].text_a == ["c", "d"]
+
+
+def test_windows_1252_data_file_keeps_its_quotes(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes("sentence,label\nthe river\u2019s bank,1\nplain,0\n".encode("cp1252"))
+    with pytest.warns(UnicodeWarning, match="train.csv"):
+        data, _ = load_user_files(str(path))
+    assert data["train"].text_a[0] == "the river\u2019s bank"

@@ -57,7 +57,9 @@ def test_config_keeps_a_key_it_does_not_know(tmp_path):
     (dict(pooler_type="cls"), "pooler_type"),
     (dict(pad_token_id=500), "pad_token_id"),
     (dict(num_labels=0), "num_labels"),
-    (dict(padding="left"), "padding"),
+    (dict(pad_mode="left"), "pad_mode"),
+    (dict(layer_impl="fastest"), "layer_impl"),
+    (dict(conv_precision="float16"), "conv_precision"),
     (dict(vocab_size=True), "vocab_size"),
     (dict(token_block=-1), "token_block"),
     (dict(token_block=2.5), "token_block"),
@@ -178,10 +180,12 @@ def test_bad_input_gets_a_clear_error(make, message):
 
 def test_bad_call_options():
     model = bigs.FlaxBiGSModel(tiny())
-    with pytest.raises(InputError, match="padding"):
-        model(np.ones((1, 4), np.int32), padding="left")
+    with pytest.raises(InputError, match="pad_mode"):
+        model(np.ones((1, 4), np.int32), pad_mode="left")
     with pytest.raises(InputError, match="conv_backend"):
         model(np.ones((1, 4), np.int32), conv_backend="cuda")
+    with pytest.raises(InputError, match="layer_impl"):
+        model(np.ones((1, 4), np.int32), layer_impl="fastest")
 
 
 # -------------------------------------------------------------------- checkpoints

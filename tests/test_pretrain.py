@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from bigs.cli.pretrain import main
-from bigs.data.pretraining import build_shards, train_wordpiece
+from bigs.data.build import build_shards
+from bigs.tokenizer import train_wordpiece
 from bigs.train.progress import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +123,7 @@ def test_export_loads_and_resume_checks(shards, trained, capsys):
 
     out = trained
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == ["2", "4"]
-    assert any((out / "tensorboard").iterdir())
+    assert any((out / "runs").iterdir())
     model = FlaxBiGSForMaskedLM.from_pretrained(out)
     assert model.config.hidden_size == 32 and model.config.vocab_size == 60
     classifier = FlaxBiGSForSequenceClassification.from_pretrained(out, num_labels=2)
@@ -138,8 +139,30 @@ def test_export_loads_and_resume_checks(shards, trained, capsys):
     assert "--overwrite_output_dir" in capsys.readouterr().err
 
 
+def test_a_damaged_checkpoint_is_set_aside_and_the_rerun_finishes(shards, trained, tmp_path, capsys):
+    """The latest checkpoint of a finished run is damaged: rerunning the same command moves
+    it aside (the warning says where), trains the last steps again from the checkpoint
+    before with the same numbers, writes that step again and finishes; so does a second rerun."""
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(trained, out)
+    losses = train_losses(out)
+    latest = out / "checkpoints" / "4" / "state"
+    largest = max((p for p in latest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
+
+    assert main(tiny_flags(shards, out, *TRAINED)) == 0
+    err = capsys.readouterr().err
+    assert "checkpoint step 4 cannot be restored" in err and str(out / "checkpoints" / "4.damaged") in err
+    assert sorted(os.listdir(out / "checkpoints")) == ["2", "4", "4.damaged"]
+    assert train_losses(out) == pytest.approx(losses, abs=1e-6)
+    assert main(tiny_flags(shards, out, *TRAINED)) == 0
+    assert "cannot be restored" not in capsys.readouterr().err
+
+
 def test_tensorboard_gets_only_finite_scalars(trained):
-    scalars = read_scalars(trained / "tensorboard")
+    scalars = read_scalars(trained / "runs")
     assert {"train/loss", "train/lr", "train/tok_per_s", "eval/loss", "eval/accuracy"} <= {s[0] for s in scalars}
     assert [s for s in scalars if not np.isfinite(s[2])] == []
 
@@ -147,7 +170,7 @@ def test_tensorboard_gets_only_finite_scalars(trained):
 def test_model_name_or_path_starts_from_that_checkpoint(shards, trained, tmp_path):
     """The first step of a run continued from an exported model is taken from its params:
     its loss is that model's loss on the run's first batch."""
-    from bigs.data.pretraining import ShardDataset
+    from bigs.data.shards import ShardDataset
     from bigs.modeling import FlaxBiGSForMaskedLM
     from bigs.train.pretrain import make_eval_step, model_inputs
 

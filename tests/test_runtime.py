@@ -65,21 +65,23 @@ print("faults", resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-def run_probe(**env):
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120,
+def run_probe(*args, **env):
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "GLIBC_TUNABLES": "", **env})
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    return [line.strip() for line in lines if line.startswith("start")], int(lines[-1].split()[1])
+    return [line.strip() for line in lines if line.startswith("start")], int(lines[-1].split()[1]), done.stderr
 
 
 def test_relaunch_restarts_once_with_huge_pages_and_cuts_page_faults():
     if runtime.hugepage_environment({}) is None:
         pytest.skip("huge pages through malloc do not apply here (needs Linux, glibc >= 2.35, THP 'madvise')")
-    starts, faults = run_probe()
+    starts, faults, said = run_probe()
     assert starts == ["start", "start glibc.malloc.hugetlb=1"]      # restarted once, with the tunable
-    off_starts, off_faults = run_probe(BIGS_HUGEPAGES="0")
-    assert off_starts == ["start"]
+    assert said.count("restarting with GLIBC_TUNABLES=glibc.malloc.hugetlb=1") == 1 and "--no_hugepages" in said
+    off_starts, off_faults, said = run_probe(BIGS_HUGEPAGES="0")
+    assert off_starts == ["start"] and said == ""
+    assert run_probe("--no_hugepages")[0] == ["start"]
     # 256 MB in 4 KB pages is 65,536 faults; in 2 MB pages, a few hundred.
     assert off_faults > 60000
     assert faults < off_faults / 10
@@ -91,17 +93,3 @@ def test_the_command_line_restarts_before_loading_jax():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "BiGSConfig"]
-
-
-def test_small_pages_turns_huge_pages_off_inside_and_back_on_after(monkeypatch):
-    if runtime._prctl(runtime.PR_GET_THP_DISABLE) != 0:
-        pytest.skip("no prctl THP switch here (Linux only), or THP already off for this process")
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
-    with runtime.small_pages():
-        assert runtime._prctl(runtime.PR_GET_THP_DISABLE) == 1
-    assert runtime._prctl(runtime.PR_GET_THP_DISABLE) == 0
-    for tunables in ("", "glibc.malloc.hugetlb=0"):            # malloc uses 4 KB pages: nothing to switch
-        monkeypatch.setenv("GLIBC_TUNABLES", tunables)
-        assert not runtime.hugepages_on() or runtime._thp_mode() == "always"
-        with runtime.small_pages():
-            assert runtime._prctl(runtime.PR_GET_THP_DISABLE) == 0

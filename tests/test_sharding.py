@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """
 import json, sys
 import jax
-from bigs.train.pretrain import PretrainArgs, read_metrics, run_pretraining
+from bigs.train.output_dir import read_metrics
+from bigs.train.pretrain import PretrainArgs, run_pretraining
 assert len(jax.devices()) == 4, jax.devices()
 shards, out = sys.argv[1], sys.argv[2]
 results = {}
@@ -30,9 +31,9 @@ for name, (num_devices, fsdp) in {"single": (1, 1), "data4": (4, 1), "fsdp4": (4
     args = PretrainArgs(
         output_dir=f"{out}/{name}", dataset_path=shards, max_seq_length=32, n_layers=2, hidden_size=64,
         intermediate_size=128, num_ssm=8, per_device_train_batch_size=8 // num_devices,
-        per_device_eval_batch_size=8 // num_devices, num_total_train_steps=4, warmup_steps=1,
+        per_device_eval_batch_size=8 // num_devices, max_steps=4, warmup_steps=1,
         learning_rate=3e-3, logging_steps=1, save_steps=4, eval_steps=0, num_devices=num_devices,
-        fsdp=fsdp, disable_progress_bar=True, report_to="none", hidden_dropout_prob=0.1)
+        fsdp=fsdp, disable_tqdm=True, report_to="none", hidden_dropout_prob=0.1)
     result = run_pretraining(args)
     results[name] = {"losses": [r["loss"] for r in read_metrics(args.output_dir)],
                      "sharded": result["sharded_param_leaves"]}

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bigs import ssm
+from bigs import BiGSConfig, backends, ssm
 
 # float32: every backend computes in float32; the FFT's rounding grows slowly with length.
 F32_TOL = 1e-5
@@ -50,7 +50,7 @@ def scale(y):
 def test_kernel_is_the_s4d_formula():
     params = make_params()
     length = 50
-    K = np.asarray(ssm.ssm_kernel(params["A_re"], params["A_im"], params["C"], params["log_step"], length))
+    K = np.asarray(ssm.kernel(params["A_re"], params["A_im"], params["C"], params["log_step"], length))
     A = np.minimum(np.asarray(params["A_re"], np.float64), -1e-4) + 1j * np.asarray(params["A_im"], np.float64)
     dt = np.exp(float(params["log_step"][0]))
     C = np.asarray(params["C"][:, 0], np.float64) + 1j * np.asarray(params["C"][:, 1], np.float64)
@@ -65,7 +65,7 @@ def test_backends_agree_float32(length, reverse):
     params = make_params(seed=length)
     u = jax.random.normal(jax.random.PRNGKey(length), (2, length, 3), jnp.float32)
     # chunk 64: lengths 1, 7, 257 and 1000 are not multiples of it; 128 is.
-    outs = {b: np.asarray(ssm.ssm_conv(u, params, reverse=reverse, backend=b, chunk=64)) for b in ssm.BACKENDS}
+    outs = {b: np.asarray(ssm.convolution(u, params, reverse=reverse, backend=b, chunk=64)) for b in ssm.BACKENDS}
     reference = rnn_reference(u, params, reverse) if length <= 257 else outs["fft"]
     for backend, y in outs.items():
         assert y.dtype == np.float32
@@ -80,7 +80,7 @@ def test_backends_agree_bfloat16(length, reverse):
     u = jax.random.normal(jax.random.PRNGKey(0), (2, length, 3), jnp.float32).astype(jnp.bfloat16)
     reference = rnn_reference(np.asarray(u.astype(jnp.float32)), params, reverse)
     for backend in ssm.BACKENDS:
-        y = ssm.ssm_conv(u, params, reverse=reverse, backend=backend, chunk=64)
+        y = ssm.convolution(u, params, reverse=reverse, backend=backend, chunk=64)
         assert y.dtype == jnp.bfloat16
         err = np.max(np.abs(np.asarray(y.astype(jnp.float32)) - reference)) / scale(reference)
         assert err < BF16_TOL, f"{backend} at L={length}: relative error {err:.2e}"
@@ -90,8 +90,8 @@ def test_backends_agree_bfloat16(length, reverse):
 def test_reverse_is_flipped_forward(backend):
     params = make_params(seed=3)
     u = jax.random.normal(jax.random.PRNGKey(3), (2, 90, 4), jnp.float32)
-    backward = ssm.ssm_conv(u, params, reverse=True, backend=backend, chunk=32)
-    flipped = jnp.flip(ssm.ssm_conv(jnp.flip(u, 1), params, backend=backend, chunk=32), 1)
+    backward = ssm.convolution(u, params, reverse=True, backend=backend, chunk=32)
+    flipped = jnp.flip(ssm.convolution(jnp.flip(u, 1), params, backend=backend, chunk=32), 1)
     np.testing.assert_allclose(backward, flipped, atol=F32_TOL * scale(flipped))
 
 
@@ -100,8 +100,8 @@ def test_two_directions_at_once_equal_one_at_a_time(backend):
     fwd, bwd = make_params(seed=4), make_params(seed=5)
     u = jax.random.normal(jax.random.PRNGKey(4), (2, 77, 2, 5), jnp.float32)
     both = ssm.multi_conv(u, ssm.stack_directions(fwd, bwd), (False, True), backend=backend, chunk=32)
-    alone = [ssm.ssm_conv(u[:, :, 0], fwd, backend=backend, chunk=32),
-             ssm.ssm_conv(u[:, :, 1], bwd, reverse=True, backend=backend, chunk=32)]
+    alone = [ssm.convolution(u[:, :, 0], fwd, backend=backend, chunk=32),
+             ssm.convolution(u[:, :, 1], bwd, reverse=True, backend=backend, chunk=32)]
     for d in range(2):
         np.testing.assert_allclose(both[:, :, d], alone[d], atol=F32_TOL * scale(alone[d]))
 
@@ -111,7 +111,7 @@ def test_gradients_agree():
     u = jax.random.normal(jax.random.PRNGKey(6), (1, 70, 3), jnp.float32)
 
     def loss(params, u, backend):
-        return jnp.sum(jnp.sin(ssm.ssm_conv(u, params, reverse=True, backend=backend, chunk=32)))
+        return jnp.sum(jnp.sin(ssm.convolution(u, params, reverse=True, backend=backend, chunk=32)))
 
     grads = {b: jax.grad(loss, argnums=(0, 1))(params, u, b) for b in ssm.BACKENDS}
     for backend in ("toeplitz", "scan"):
@@ -138,23 +138,25 @@ def test_toeplitz_equals_indexing_with_the_same_gradient(length, reverse):
     np.testing.assert_allclose(grad(ssm.toeplitz), grad(gathered_toeplitz), rtol=1e-5, atol=1e-6 * length)
 
 
-def test_conv_precision_is_float32_unless_a_gpu_runs_jax_default():
-    assert ssm.conv_precision("cpu") == jax.lax.Precision.HIGHEST
-    assert ssm.conv_precision("gpu") == "BF16_BF16_F32_X3"
-    with jax.default_matmul_precision("highest"):
-        assert ssm.conv_precision("gpu") == jax.lax.Precision.HIGHEST
-    with jax.default_matmul_precision("float32"):
-        assert ssm.conv_precision("gpu") == jax.lax.Precision.HIGHEST
+def resolved(length=64, platform="cpu", config=BiGSConfig(), **overrides):
+    return backends.resolve(config, length, deterministic=True, platform=platform, **overrides)
 
 
-def test_choose_backend():
-    assert ssm.choose_backend(1, "cpu") == "toeplitz"
-    assert ssm.choose_backend(ssm.TOEPLITZ_MAX_LENGTH, "cpu") == "toeplitz"
-    assert ssm.choose_backend(ssm.TOEPLITZ_MAX_LENGTH + 1, "cpu") == "scan"
-    assert ssm.choose_backend(16384, "gpu") == "fft"
-    assert ssm.choose_backend(64) in ssm.BACKENDS
+def test_conv_precision_is_float32_unless_a_gpu_runs_auto():
+    assert resolved(platform="cpu").conv_precision == "float32"
+    assert resolved(platform="gpu").conv_precision == "BF16_BF16_F32_X3"
+    assert resolved(platform="gpu", config=BiGSConfig(conv_precision="float32")).conv_precision == "float32"
+    assert jax.lax.Precision("float32") is jax.lax.Precision.HIGHEST                       # true float32
+
+
+def test_auto_backend():
+    assert resolved(1, "cpu").conv_backend == "toeplitz"
+    assert resolved(backends.TOEPLITZ_MAX_LENGTH, "cpu").conv_backend == "toeplitz"
+    assert resolved(backends.TOEPLITZ_MAX_LENGTH + 1, "cpu").conv_backend == "scan"
+    assert resolved(16384, "gpu").conv_backend == "fft"
+    assert resolved(64, None).conv_backend in ssm.BACKENDS
 
 
 def test_unknown_backend_is_named():
     with pytest.raises(ValueError, match="'conv'"):
-        ssm.ssm_conv(jnp.ones((1, 4, 2)), make_params(), backend="conv")
+        ssm.convolution(jnp.ones((1, 4, 2)), make_params(), backend="conv")

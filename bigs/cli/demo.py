@@ -8,12 +8,12 @@ nothing is downloaded. `--task sst2 --data_dir glue_data` runs GLUE SST-2 instea
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
 
 from ..errors import BiGSError
+from .training_flags import add_hugepages_flag, report, setup_logging
 
 # A BiGS small enough to train on two CPU cores in a minute or two.
 DEMO_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, "num_ssm": 16}
@@ -31,12 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--learning_rate", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--disable_tqdm", action="store_true")
+    add_hugepages_flag(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     from ..data.demo_task import write_demo_files
     from ..train.finetune import FinetuneConfig, run
 
@@ -63,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = run(config)
     except BiGSError as error:
-        print(f"bigs demo: error: {error}", file=sys.stderr)
-        return 2
+        return report("bigs demo", error)
     minutes = (time.perf_counter() - start) / 60
     print(f"\n{results['task']} dev {results['metric']}: {results['best_metric']:.4f} "
           f"(chance 0.5) after {minutes:.1f} min; model in {args.output_dir}")

@@ -13,11 +13,11 @@ The work is done by bigs.train.finetune.run; this module only parses flags.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from ..errors import BiGSError
-from ..train.finetune import MODEL_SIZE_KEYS, PADDING_CHOICES, FinetuneConfig
+from ..train.finetune import MODEL_SIZE_KEYS, PAD_MODES, PADDING_ALIASES, FinetuneConfig
+from .training_flags import add_training_flags, arguments_from, report, setup_logging
 
 
 def build_parser(prog: str = "bigs glue") -> argparse.ArgumentParser:
@@ -30,8 +30,6 @@ def build_parser(prog: str = "bigs glue") -> argparse.ArgumentParser:
     model.add_argument("--tokenizer_name", help="tokenizer folder or vocab.txt (default: the model's)")
     for key in MODEL_SIZE_KEYS:
         model.add_argument(f"--{key}", type=int, help=f"random init: config {key}")
-    model.add_argument("--dtype", choices=("float32", "bfloat16"), default=defaults.dtype,
-                       help="computation dtype (params stay float32)")
     model.add_argument("--freeze_kernel", action="store_true",
                        help="do not train the SSM kernels (A, C, step) and token-type embeddings")
 
@@ -45,55 +43,53 @@ def build_parser(prog: str = "bigs glue") -> argparse.ArgumentParser:
     data.add_argument("--label_column", help="label column of your files (default: label, labels or score)")
     data.add_argument("--max_seq_length", type=int, default=defaults.max_seq_length,
                       help="longest input in tokens; longer ones are truncated")
-    data.add_argument("--padding", choices=PADDING_CHOICES, default=defaults.padding,
-                      help="exact: per-batch padding, pads ignored (default); max_length: pad to "
-                           "max_seq_length, pads ignored; reference: pad to max_seq_length, the original's padding")
+    data.add_argument("--batching", choices=("longest", "max_length"),
+                      help="longest: pad each batch to its longest example, batches of similar lengths "
+                           "(default); max_length: pad every example to --max_seq_length")
+    data.add_argument("--pad_mode", choices=PAD_MODES,
+                      help="exact: pads contribute nothing, predictions independent of the batch (default); "
+                           "reference: pads flow through the backward SSM as in the original")
+    data.add_argument("--padding", choices=tuple(PADDING_ALIASES),
+                      help="the published flag: exact = --batching longest --pad_mode exact; max_length = "
+                           "--batching max_length --pad_mode exact; reference = --batching max_length --pad_mode reference")
     data.add_argument("--pad_to_multiple_of", type=int, default=defaults.pad_to_multiple_of,
-                      help="exact padding rounds batch lengths up to this multiple")
+                      help="longest batching rounds batch lengths up to this multiple")
     for split in ("train", "eval", "predict"):
         data.add_argument(f"--max_{split}_samples", type=int, help=f"use only the first n {split} examples")
 
-    train = parser.add_argument_group("training")
-    train.add_argument("--output_dir", required=True, help="where the model, metrics and predictions go")
-    train.add_argument("--learning_rate", type=float, default=defaults.learning_rate)
-    train.add_argument("--weight_decay", type=float, default=defaults.weight_decay)
-    train.add_argument("--warmup_steps", type=int, default=defaults.warmup_steps)
-    train.add_argument("--max_grad_norm", type=float, default=defaults.max_grad_norm)
-    train.add_argument("--num_train_epochs", type=float, default=defaults.num_train_epochs)
-    train.add_argument("--max_steps", type=int, default=defaults.max_steps, help="> 0: overrides num_train_epochs")
-    train.add_argument("--per_device_train_batch_size", type=int, default=defaults.per_device_train_batch_size)
-    train.add_argument("--per_device_eval_batch_size", type=int, default=defaults.per_device_eval_batch_size)
-    train.add_argument("--logging_steps", type=int, default=defaults.logging_steps)
-    train.add_argument("--eval_steps", type=int, help="evaluate and checkpoint every n steps (default: each epoch)")
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoints")
-    train.add_argument("--overwrite_output_dir", action="store_true")
-    train.add_argument("--save_total_limit", type=int, default=defaults.save_total_limit,
-                       help="training checkpoints kept for --resume")
+    add_training_flags(parser, defaults, helps={
+        "eval_steps": "evaluate, keep the best model and checkpoint every n steps (default: each epoch)",
+        "save_steps": "save a training checkpoint every n steps (default: with each evaluation)"})
+    training = parser.add_argument_group("fine-tuning")
+    training.add_argument("--num_train_epochs", type=float, default=defaults.num_train_epochs,
+                          help="epochs to train, unless --max_steps > 0")
     for phase in ("train", "eval", "predict"):
-        train.add_argument(f"--do_{phase}", action="store_true", help="run only the phases given (default: all)")
-    train.add_argument("--disable_tqdm", action="store_true", help="no progress bar")
+        training.add_argument(f"--do_{phase}", action="store_true", help="run only the phases given (default: all)")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
-    values = vars(args).copy()
-    overrides = {key: values.pop(key) for key in MODEL_SIZE_KEYS}
-    values["model_overrides"] = {key: value for key, value in overrides.items() if value is not None}
-    return FinetuneConfig(**values)
+    """The FinetuneConfig of parsed flags; --padding becomes --batching and --pad_mode."""
+    if args.padding is not None:
+        if args.batching is not None or args.pad_mode is not None:
+            raise BiGSError("--padding is the published spelling of --batching with --pad_mode; give one or the other")
+        args.batching, args.pad_mode = PADDING_ALIASES[args.padding]
+    defaults = FinetuneConfig(output_dir="")
+    args.batching = args.batching or defaults.batching
+    args.pad_mode = args.pad_mode or defaults.pad_mode
+    overrides = {key: getattr(args, key) for key in MODEL_SIZE_KEYS if getattr(args, key) is not None}
+    return arguments_from(args, FinetuneConfig, model_overrides=overrides)
 
 
 def main(argv: list[str] | None = None, prog: str = "bigs glue") -> int:
     args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("bigs").setLevel(logging.INFO)
+    setup_logging()
     from ..train.finetune import run
 
     try:
         results = run(config_from_args(args))
     except BiGSError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
+        return report(prog, error)
     best = results.get("best_metric")
     if best is not None:
         print(f"best {results['metric']} = {best:.4f} at step {results['best_step']}; "

@@ -16,7 +16,7 @@ COMMANDS = {
     "glue": ("bigs.cli.glue", "fine-tune on a GLUE task or your own labelled files (run_glue.py flags)"),
     "predict": ("bigs.cli.predict", "classify text with a fine-tuned checkpoint"),
     "pretrain": ("bigs.cli.pretrain", "masked-LM pretraining from HDF5 shards (pretrain.py flags)"),
-    "build-shards": ("bigs.data.pretraining:build_shards_main", "tokenise, pack and mask raw text into HDF5 shards"),
+    "build-shards": ("bigs.cli.build_shards", "tokenise, pack and mask raw text into HDF5 shards"),
 }
 
 # Commands that train: run as `bigs <command>`, they restart with malloc on huge pages first.

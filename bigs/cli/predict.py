@@ -26,13 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input_file", help=".txt (one text a line) or CSV/TSV/JSON(L) with text columns")
     parser.add_argument("--text_columns", nargs="+", help="text column(s) of --input_file (default: detected)")
     parser.add_argument("--max_seq_length", type=int, help="default: the tokenizer's model_max_length")
-    parser.add_argument("--padding", choices=("exact", "max_length", "reference"), default="exact")
+    parser.add_argument("--batching", choices=("longest", "max_length"), default="longest",
+                        help="pad each batch to its longest text (default), or every text to --max_seq_length")
+    parser.add_argument("--pad_mode", choices=("exact", "reference"),
+                        help="how the model treats pads (default: the model's config, as it was fine-tuned)")
+    parser.add_argument("--padding", choices=("exact", "max_length", "reference"),
+                        help="as bigs glue's: sets --batching and --pad_mode together")
     parser.add_argument("--batch_size", type=int, default=32)
     return parser
 
 
 def _read_texts(args) -> tuple[list[str], list[str] | None]:
     from ..data.glue import load_user_files
+    from ..data.text import read_text
 
     if args.input_file is None:
         pairs = [text.split("\t", 1) for text in args.texts]
@@ -40,34 +46,35 @@ def _read_texts(args) -> tuple[list[str], list[str] | None]:
             return [pair[0] for pair in pairs], [pair[1] if len(pair) == 2 else "" for pair in pairs]
         return list(args.texts), None
     if args.input_file.endswith(".txt"):
-        try:
-            with open(args.input_file, encoding="utf-8") as f:
-                return [line.rstrip("\n") for line in f if line.strip()], None
-        except OSError as error:
-            raise BiGSError(f"cannot read --input_file {args.input_file}: {error.strerror}") from None
+        return [line for line in read_text(args.input_file).splitlines() if line.strip()], None
     data, _ = load_user_files(test_file=args.input_file, text_columns=args.text_columns)
     return data["test"].text_a, data["test"].text_b
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    from ..data.batching import Batching, encode
     from ..data.glue import Examples
     from ..modeling import FlaxBiGSForSequenceClassification
+    from ..predict import predict_logits
     from ..tokenizer import BiGSTokenizer
-    from ..train.finetune import FinetuneConfig, encode, make_predict_step, predict_logits
 
     try:
+        if args.padding is not None:
+            from ..train.finetune import PADDING_ALIASES
+
+            args.batching, args.pad_mode = PADDING_ALIASES[args.padding]
         texts, pairs = _read_texts(args)
         if not texts:
             raise BiGSError("no texts to classify; give them as arguments or with --input_file")
+        if args.batch_size < 1:
+            raise BiGSError(f"--batch_size={args.batch_size}; expected a positive integer")
         model = FlaxBiGSForSequenceClassification.from_pretrained(args.model_name_or_path)
         tokenizer = BiGSTokenizer.from_pretrained(args.model_name_or_path)
         max_len = min(args.max_seq_length or tokenizer.model_max_length, model.config.max_position_embeddings)
-        config = FinetuneConfig(output_dir="", max_seq_length=max_len, padding=args.padding,
-                                per_device_eval_batch_size=args.batch_size)
         data = encode(tokenizer, Examples(texts, pairs, None, list(range(len(texts)))), max_len)
-        step = make_predict_step(model.module, "reference" if args.padding == "reference" else "exact")
-        logits = predict_logits(step, model.params, data, config, tokenizer.pad_token_id)
+        logits = predict_logits(model, data, batching=Batching(args.batching, max_len), batch_size=args.batch_size,
+                                pad_id=tokenizer.pad_token_id, pad_mode=args.pad_mode)
     except BiGSError as error:
         print(f"bigs predict: error: {error}", file=sys.stderr)
         return 2

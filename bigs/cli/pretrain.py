@@ -12,11 +12,15 @@ The work is done by bigs.train.pretrain.run_pretraining; this module only parses
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from ..errors import BiGSError
 from ..train.pretrain import PretrainArgs
+from .training_flags import add_training_flags, arguments_from, report, setup_logging
+
+# The original pretrain.py's spellings of the shared flags.
+ALIASES = {"max_steps": "num_total_train_steps", "save_total_limit": "keep_checkpoints",
+           "disable_tqdm": "disable_progress_bar"}
 
 
 def build_parser(prog: str = "bigs pretrain") -> argparse.ArgumentParser:
@@ -31,6 +35,7 @@ def build_parser(prog: str = "bigs pretrain") -> argparse.ArgumentParser:
     data.add_argument("--max_train_shards", type=int, help="use only the first n train shards")
     data.add_argument("--dynamic_masking", action="store_true", help="re-mask every epoch (BERT 80/10/10)")
     data.add_argument("--vocab_size", type=int, help="default: data_info.json beside the shards, else 30522")
+    data.add_argument("--max_eval_batches", type=int, help="evaluate on at most n held-out batches")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model_name_or_path", help="continue from a BiGS checkpoint (folder or hub id)")
@@ -39,56 +44,21 @@ def build_parser(prog: str = "bigs pretrain") -> argparse.ArgumentParser:
     model.add_argument("--intermediate_size", type=int, default=d.intermediate_size)
     model.add_argument("--num_ssm", type=int, default=d.num_ssm)
     model.add_argument("--hidden_dropout_prob", type=float, default=d.hidden_dropout_prob)
-    model.add_argument("--dtype", choices=("float32", "bfloat16"), default=d.dtype,
-                       help="computation dtype (params and optimiser state stay float32)")
-
-    train = parser.add_argument_group("training")
-    train.add_argument("--output_dir", required=True, help="checkpoints, metrics.jsonl, TensorBoard, final model")
-    train.add_argument("--overwrite_output_dir", action="store_true",
-                       help="start over, deleting the checkpoints and logs in --output_dir")
-    train.add_argument("--per_device_train_batch_size", type=int, default=d.per_device_train_batch_size)
-    train.add_argument("--per_device_eval_batch_size", type=int, default=d.per_device_eval_batch_size)
-    train.add_argument("--gradient_accumulation_steps", type=int, default=d.gradient_accumulation_steps)
-    train.add_argument("--learning_rate", type=float, default=d.learning_rate)
-    train.add_argument("--weight_decay", type=float, default=d.weight_decay)
-    train.add_argument("--adam_beta1", type=float, default=d.adam_beta1)
-    train.add_argument("--adam_beta2", type=float, default=d.adam_beta2)
-    train.add_argument("--adam_epsilon", type=float, default=d.adam_epsilon)
-    train.add_argument("--max_grad_norm", type=float, default=d.max_grad_norm, help="0 disables clipping")
-    train.add_argument("--warmup_steps", type=int, default=d.warmup_steps)
-    train.add_argument("--num_total_train_steps", type=int, default=d.num_total_train_steps)
-    train.add_argument("--schedule_type", choices=("linear", "cosine", "constant"), default=d.schedule_type)
-    train.add_argument("--cosine_schedule_alpha", type=float, default=d.cosine_schedule_alpha)
-    train.add_argument("--ssm_lr_factor", type=float,
+    model.add_argument("--ssm_lr_factor", type=float,
                        help="A_re, A_im, log_step get learning_rate * this and no weight decay")
-    train.add_argument("--logging_steps", type=int, default=d.logging_steps)
-    train.add_argument("--save_steps", type=int, default=d.save_steps)
-    train.add_argument("--eval_steps", type=int, default=d.eval_steps, help="0: no evaluation")
-    train.add_argument("--max_eval_batches", type=int, help="evaluate on at most n held-out batches")
-    train.add_argument("--keep_checkpoints", type=int, default=d.keep_checkpoints)
-    train.add_argument("--seed", type=int, default=d.seed)
-    train.add_argument("--disable_progress_bar", action="store_true")
-    train.add_argument("--report_to", choices=("tensorboard", "none"), default=d.report_to,
-                       help="TensorBoard logs in output_dir/tensorboard, or none")
 
-    devices = parser.add_argument_group("devices")
-    devices.add_argument("--num_devices", type=int, help="use the first n devices (default: all)")
-    devices.add_argument("--fsdp", type=int, default=d.fsdp,
-                         help="shard params and optimiser state over this many devices (divides num_devices)")
-    devices.add_argument("--mesh", help="DATAxFSDP, e.g. 4x1 (data parallel) or 2x2; overrides the two above")
-    devices.add_argument("--coordinator_address", help="multi-host: host:port of process 0 (jax.distributed)")
-    devices.add_argument("--num_processes", type=int, help="multi-host: number of processes")
-    devices.add_argument("--process_id", type=int, help="multi-host: this process's index")
+    add_training_flags(parser, d, aliases=ALIASES, helps={
+        "resume": "continue the run in output_dir (also without this flag: rerunning the command continues it)",
+        "eval_steps": "evaluate on the held-out shards every n steps and at the end; 0: never"})
+    hosts = parser.add_argument_group("multi-host")
+    hosts.add_argument("--coordinator_address", help="host:port of process 0 (jax.distributed)")
+    hosts.add_argument("--num_processes", type=int, help="number of processes")
+    hosts.add_argument("--process_id", type=int, help="this process's index")
     return parser
 
 
 def args_from_namespace(ns: argparse.Namespace) -> PretrainArgs:
-    from ..train.sharding import parse_mesh
-
-    values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(PretrainArgs) if hasattr(ns, f.name)}
-    if ns.mesh:
-        values["num_devices"], values["fsdp"] = parse_mesh(ns.mesh)
-    return PretrainArgs(**values)
+    return arguments_from(ns, PretrainArgs)
 
 
 def main(argv: list[str] | None = None, prog: str = "bigs pretrain") -> int:
@@ -96,6 +66,7 @@ def main(argv: list[str] | None = None, prog: str = "bigs pretrain") -> int:
         ns = build_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exit_:  # argparse has printed the message
         return int(exit_.code or 0)
+    setup_logging()
     try:
         args = args_from_namespace(ns)
         if ns.coordinator_address or ns.num_processes:
@@ -107,8 +78,7 @@ def main(argv: list[str] | None = None, prog: str = "bigs pretrain") -> int:
 
         result = run_pretraining(args)
     except BiGSError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
+        return report(prog, error)
     evaluation = result["eval"]
     shown = f", eval loss {evaluation['loss']:.4f} accuracy {evaluation['accuracy']:.4f}" if evaluation else ""
     trained = f"train loss {result['loss']:.4f}" if result["loss"] is not None else "nothing left to train"

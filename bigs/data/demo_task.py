@@ -16,10 +16,12 @@ columns `sentence,label`, so the demo runs through the same path as users' own f
 from __future__ import annotations
 
 import csv
+import io
 import os
 
 import numpy as np
 
+from ..files import write_text
 from ..tokenizer import SPECIAL_TOKENS
 
 WORDS = ("red", "blue", "fox", "owl", "sun", "tree", "rain", "stone", "river", "bird", "cloud", "leaf")
@@ -42,10 +44,9 @@ def make_examples(n: int, seed: int, min_words: int = 6, max_words: int = 30) ->
     return [examples[i] for i in order]
 
 
-def write_vocab(path: str) -> str:
+def write_demo_vocab(path: str) -> str:
     """A WordPiece vocab.txt: the special tokens and the task's words."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(token + "\n" for token in (*SPECIAL_TOKENS, FIRST, SECOND, *WORDS))
+    write_text(path, "".join(token + "\n" for token in (*SPECIAL_TOKENS, FIRST, SECOND, *WORDS)))
     return path
 
 
@@ -53,13 +54,13 @@ def write_demo_files(directory: str, num_train: int = 4000, num_eval: int = 500,
                      seed: int = 0) -> dict[str, str]:
     """Write train.csv, validation.csv, test.csv (no labels) and vocab.txt; return their paths."""
     os.makedirs(directory, exist_ok=True)
-    paths = {"vocab": write_vocab(os.path.join(directory, "vocab.txt"))}
+    paths = {"vocab": write_demo_vocab(os.path.join(directory, "vocab.txt"))}
     for offset, (split, n) in enumerate((("train", num_train), ("validation", num_eval), ("test", num_test))):
         path = os.path.join(directory, f"{split}.csv")
-        with open(path, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["sentence"] if split == "test" else ["sentence", "label"])
-            for sentence, label in make_examples(n, seed + 1000 * offset):
-                writer.writerow([sentence] if split == "test" else [sentence, label])
-        paths[split] = path
+        rows = io.StringIO(newline="")
+        writer = csv.writer(rows)
+        writer.writerow(["sentence"] if split == "test" else ["sentence", "label"])
+        for sentence, label in make_examples(n, seed + 1000 * offset):
+            writer.writerow([sentence] if split == "test" else [sentence, label])
+        paths[split] = str(write_text(path, rows.getvalue()))
     return paths

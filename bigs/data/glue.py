@@ -16,7 +16,9 @@ the `datasets` features, so the published `BiGS_*_MNLI` heads predict in that or
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError
+from ..files import write_text
+from .text import read_text
 
 # Splits are named as in `datasets`; a GLUE file is the split name with "validation" -> "dev".
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
@@ -150,26 +154,30 @@ def _split_file(split: str) -> str:
     return split.replace(VALIDATION, "dev") + ".tsv"
 
 
-def _read_tsv(path: str, header: Sequence[str] | None = None) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a GLUE TSV; `header` names the columns of a headerless file.
+def _read_tsv(path: str, header: Sequence[str] | None = None) -> tuple[list[str], list[list[str]], list[int]]:
+    """Header, rows and each row's line number in a GLUE TSV; `header` names the columns of a
+    headerless file.
 
-    utf-8-sig drops MRPC's byte-order mark; QUOTE_NONE keeps quotes as text.
+    QUOTE_NONE keeps quotes as text (QNLI, RTE and MNLI contain unbalanced ones).
     """
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = [row for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
-    first_data_line = 1
+    reader = csv.reader(io.StringIO(read_text(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    rows, lines = [], []
+    for row in reader:
+        if row:
+            rows.append(row)
+            lines.append(reader.line_num)
     if header is None:
         if not rows:
             raise DataError(f"{path} is empty; expected a header line and data rows")
-        header, rows, first_data_line = rows[0], rows[1:], 2
+        header, rows, lines = rows[0], rows[1:], lines[1:]
     header = list(header)
-    for line_number, row in enumerate(rows, start=first_data_line):
+    for line, row in zip(lines, rows):
         if len(row) != len(header):
             raise DataError(
-                f"{path}: row {line_number} has {len(row)} tab-separated fields; "
+                f"{path}: row {line} has {len(row)} tab-separated fields; "
                 f"expected {len(header)} ({', '.join(header)})"
             )
-    return header, rows
+    return header, rows, lines
 
 
 def _column(path: str, header: list[str], name: str) -> int:
@@ -186,47 +194,60 @@ def _parse_ids(values: Sequence[object]) -> list:
         return list(values)
 
 
-def _label_ids(path: str, values: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _check_label(where: str, value: object) -> None:
+    """DataError unless `value` is a present label that is not a non-finite number."""
+    if _is_missing(value):
+        raise DataError(f"{where}: the label is empty; expected a class or a number")
+    if _is_number(value) and not math.isfinite(float(value)):
+        raise DataError(f"{where}: label {value!r} is not a finite number")
+
+
+def _label_ids(path: str, values: Sequence[object], labels: Sequence[str], rows: Sequence[str]) -> np.ndarray:
+    """[n] int32 indexes into `labels`. `rows` name each value's place ("row 4") for errors."""
     index = {label: i for i, label in enumerate(labels)}
+    for where, value in zip(rows, values):
+        _check_label(f"{path}: {where}", value)
     unknown = sorted({value for value in values if value not in index})
     if unknown:
-        raise DataError(f"{path} has labels {unknown[:5]} not among the expected {list(labels)}")
+        first = next(where for where, value in zip(rows, values) if value not in index)
+        raise DataError(f"{path} has labels {unknown[:5]} not among the expected {list(labels)} (first at {first})")
     return np.asarray([index[value] for value in values], dtype=np.int32)
 
 
-def _float_targets(path: str, values: Sequence[object]) -> np.ndarray:
-    try:
-        return np.asarray([float(value) for value in values], dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise DataError(f"{path}: regression target is not a number ({error}); expected floats") from error
+def _float_targets(path: str, values: Sequence[object], rows: Sequence[str]) -> np.ndarray:
+    """[n] float32 regression targets; DataError naming the row of a missing, non-numeric
+    or non-finite one."""
+    for where, value in zip(rows, values):
+        _check_label(f"{path}: {where}", value)
+        if not _is_number(value):
+            raise DataError(f"{path}: {where}: regression target {value!r} is not a number")
+    return np.asarray([float(value) for value in values], dtype=np.float32)
 
 
 def _read_glue_split(task: TaskSpec, path: str, split: str) -> Examples:
     headerless = task.name == "cola" and not split.startswith(TEST)
-    header, rows = _read_tsv(path, _COLA_HEADERLESS_COLUMNS if headerless else None)
+    header, rows, lines = _read_tsv(path, _COLA_HEADERLESS_COLUMNS if headerless else None)
     texts = [[row[_column(path, header, name)] for row in rows] for name in task.text_columns]
     labels = None
     if not split.startswith(TEST):
         values = [row[_column(path, header, task.label_column)] for row in rows]
-        labels = _float_targets(path, values) if task.is_regression else _label_ids(path, values, task.labels)
+        where = [f"row {line}" for line in lines]
+        labels = (_float_targets(path, values, where) if task.is_regression
+                  else _label_ids(path, values, task.labels, where))
     ids = list(range(len(rows)))
     if task.id_column in header:
         ids = _parse_ids([row[header.index(task.id_column)] for row in rows])
     return Examples(texts[0], texts[1] if len(texts) > 1 else None, labels, ids)
 
 
-def load_glue_tsv(task: str, data_dir: str, splits: Sequence[str] | None = None) -> dict[str, Examples]:
-    """Reads a GLUE task from the original GLUE TSV files.
-
-    Args:
-      task: a GLUE task name ("cola", "sst2", "mnli", ...).
-      data_dir: the `glue_data` folder holding `<Task>/` (e.g. `SST-2/`), or the task folder.
-      splits: which splits to read ("train", "validation", "test", MNLI's
-        "validation_matched", ...); by default every split whose file exists.
-
-    Returns:
-      {split: Examples}.
-    """
+def glue_files(task: str, data_dir: str, splits: Sequence[str] | None = None) -> dict[str, str]:
+    """{split: path} of a GLUE task's TSV files in `data_dir` (the `glue_data` folder holding
+    `<Task>/`, or the task folder). By default every split whose file exists; DataError when
+    a requested file is missing or none is found."""
     spec = get_task(task)
     folder = os.path.join(data_dir, spec.folder)
     if not os.path.isdir(folder):
@@ -246,7 +267,27 @@ def load_glue_tsv(task: str, data_dir: str, splits: Sequence[str] | None = None)
     for path in paths.values():
         if not os.path.isfile(path):
             raise DataError(f"GLUE file {path} does not exist; expected the {spec.folder} folder of glue_data")
-    return {split: _read_glue_split(spec, path, split) for split, path in paths.items()}
+    return paths
+
+
+def load_glue_tsv(task: str, data_dir: str, splits: Sequence[str] | None = None) -> dict[str, Examples]:
+    """Reads a GLUE task from the original GLUE TSV files.
+
+    Args:
+      task: a GLUE task name ("cola", "sst2", "mnli", ...).
+      data_dir: the `glue_data` folder holding `<Task>/` (e.g. `SST-2/`), or the task folder.
+      splits: which splits to read ("train", "validation", "test", MNLI's
+        "validation_matched", ...); by default every split whose file exists.
+
+    Returns:
+      {split: Examples}.
+
+    Raises:
+      DataError: a file is missing or malformed, or a label is empty, unknown or not a
+        finite number (naming the file, the row and the value).
+    """
+    spec = get_task(task)
+    return {split: _read_glue_split(spec, path, split) for split, path in glue_files(task, data_dir, splits).items()}
 
 
 # ------------------------------------------------------------------------------- hub
@@ -287,12 +328,13 @@ def _hub_examples(spec: TaskSpec, rows, source: str) -> Examples:
     raw = np.asarray(rows["label"])
     labels = None
     if raw.size and not np.all(raw == -1):  # -1: the hub's "no label" on test splits
+        where = [f"row {i}" for i in range(len(raw))]
         if spec.is_regression:
-            labels = raw.astype(np.float32)
+            labels = _float_targets(source, raw.tolist(), where)
         else:
             hub_names = list(rows.features["label"].names)
             if set(hub_names) == set(spec.labels):
-                labels = _label_ids(source, [hub_names[i] for i in raw], spec.labels)
+                labels = _label_ids(source, [hub_names[i] for i in raw], spec.labels, where)
             else:  # binary tasks: hub names ("not_equivalent", ...) but the same 0/1 ids
                 labels = raw.astype(np.int32)
     ids = list(rows["idx"]) if "idx" in rows.column_names else list(range(len(texts[0])))
@@ -302,45 +344,50 @@ def _hub_examples(spec: TaskSpec, rows, source: str) -> Examples:
 # ------------------------------------------------------------------------------- user files
 
 
-def _read_records(path: str) -> tuple[list[str], list[dict]]:
-    """Columns and rows of a CSV, TSV, JSON (list of records, or columns) or JSON Lines file."""
+def _read_records(path: str) -> tuple[list[str], list[dict], list[str]]:
+    """Columns, rows and each row's place ("row 4": its line, the header being row 1; "record
+    3" in a JSON list) of a CSV, TSV, JSON (list of records, or columns) or JSON Lines file."""
     if not os.path.isfile(path):
         raise DataError(f"data file {path} does not exist")
     extension = os.path.splitext(path)[1].lower()
+    if extension not in (".csv", ".tsv", ".json", ".jsonl"):
+        raise DataError(f"data file {path} has extension {extension!r}; expected .csv, .tsv, .json or .jsonl")
+    text = read_text(path)
     if extension in (".csv", ".tsv"):
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            if extension == ".tsv":
-                reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-            else:
-                reader = csv.DictReader(f)
-            records = list(reader)
-            columns = list(reader.fieldnames or [])
-    elif extension in (".json", ".jsonl"):
-        with open(path, encoding="utf-8-sig") as f:
-            text = f.read()
+        options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if extension == ".tsv" else {}
+        reader = csv.DictReader(io.StringIO(text, newline=""), **options)
+        records, rows, line = [], [], 1
+        for record in reader:
+            records.append(record)
+            rows.append(f"row {line + 1}")
+            line = reader.line_num
+        columns = list(reader.fieldnames or [])
+    else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError:
             data = None
         if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
             data = [dict(zip(data, values)) for values in zip(*data.values())]  # {column: [values]}
-        if not isinstance(data, list):
+        if isinstance(data, list):
+            rows = [f"record {i + 1}" for i in range(len(data))]
+        else:
+            numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
             try:
-                data = [json.loads(line) for line in text.splitlines() if line.strip()]
+                data = [json.loads(line) for _, line in numbered]
             except json.JSONDecodeError as error:
                 raise DataError(
                     f"{path} is neither a JSON list of records nor JSON Lines ({error}); "
                     "expected one object per row"
                 ) from error
+            rows = [f"row {n}" for n, _ in numbered]
         if not all(isinstance(record, dict) for record in data):
             raise DataError(f"{path}: every row must be a JSON object of column: value; expected records")
         records = data
         columns = list(dict.fromkeys(key for record in records for key in record))
-    else:
-        raise DataError(f"data file {path} has extension {extension!r}; expected .csv, .tsv, .json or .jsonl")
     if not records:
         raise DataError(f"data file {path} has no rows")
-    return columns, records
+    return columns, records, rows
 
 
 def _is_number(value: object) -> bool:
@@ -400,6 +447,11 @@ def load_user_files(
 
     Returns:
       ({split: Examples}, TaskSpec named "custom" with the detected columns and labels).
+
+    Raises:
+      DataError: a file is missing or malformed, lacks a column, or a label is empty, not a
+        finite number ("nan", "inf") or unknown to the training file; the message names the
+        file, the row and the value.
     """
     files = {split: path for split, path in
              ((TRAIN, train_file), (VALIDATION, validation_file), (TEST, test_file)) if path is not None}
@@ -408,7 +460,7 @@ def load_user_files(
     tables = {split: _read_records(path) for split, path in files.items()}
 
     first_split = next(iter(files))
-    first_path, (first_columns, first_records) = files[first_split], tables[first_split]
+    first_path, (first_columns, first_records, _) = files[first_split], tables[first_split]
     if label_column is None:
         label_column = next((name for name in _LABEL_COLUMNS if name in first_columns), None)
         if label_column is None and first_split != TEST:
@@ -423,33 +475,38 @@ def load_user_files(
         raise DataError(f"text_columns={list(text_columns)}; expected one or two column names")
 
     labeled = [split for split in files if split != TEST or label_column in tables[split][0]]
-    raw_labels = {}
+    raw_labels, label_rows = {}, {}
     for split in files:
-        columns, records = tables[split]
+        columns, records, rows = tables[split]
         _check_columns(files[split], columns, text_columns, "text")
         if split in labeled:
             _check_columns(files[split], columns, [label_column], "label")
-            raw_labels[split] = [record.get(label_column) for record in records]
+            values = [record.get(label_column) for record in records]
+            if split == TEST and all(_is_missing(value) for value in values):
+                continue  # a test file's empty placeholder column: no labels
+            for where, value in zip(rows, values):
+                _check_label(f"{files[split]}: {where}", value)
+            raw_labels[split], label_rows[split] = values, rows
 
     reference = raw_labels.get(TRAIN) or next(iter(raw_labels.values()), [])
-    present = [value for value in reference if value not in (None, "")]
-    is_regression = bool(present) and all(_is_number(v) for v in present) and any(
-        float(v) != int(float(v)) for v in present)
+    is_regression = bool(reference) and all(_is_number(v) for v in reference) and any(
+        float(v) != int(float(v)) for v in reference)
     labels: tuple[str, ...] = ()
     if not is_regression:
-        keys = {_label_key(value) for value in present}
+        keys = {_label_key(value) for value in reference}
         whole = all(_is_number(key) for key in keys)
         labels = tuple(sorted(keys, key=(lambda key: int(key)) if whole else None))
 
     examples = {}
     for split, path in files.items():
-        columns, records = tables[split]
+        columns, records, _ = tables[split]
         targets = None
         if split in raw_labels:
             if is_regression:
-                targets = _float_targets(path, raw_labels[split])
+                targets = _float_targets(path, raw_labels[split], label_rows[split])
             else:
-                targets = _label_ids(path, [_label_key(value) for value in raw_labels[split]], labels)
+                targets = _label_ids(path, [_label_key(value) for value in raw_labels[split]], labels,
+                                     label_rows[split])
         id_column = next((name for name in _ID_COLUMNS if name in columns), None)
         ids = _parse_ids([r.get(id_column) for r in records]) if id_column else list(range(len(records)))
         texts = [["" if record.get(name) is None else str(record[name]) for record in records] for name in text_columns]
@@ -474,23 +531,27 @@ def submission_filename(task: str, split: str = TEST) -> str:
 
 
 def write_submission(path: str, task: str, predictions: Sequence | np.ndarray, ids: Sequence) -> None:
-    """Writes GLUE predictions as `index<TAB>prediction` lines under that header.
+    """Writes GLUE predictions as `index<TAB>prediction` lines under that header, atomically.
 
     `predictions` are label ids (written as the task's label strings, e.g. "entailment")
     or, for STS-B, floats written with three decimals.
     """
     spec = get_task(task)
+    write_predictions(path, predictions, ids, spec.labels, spec.name)
+
+
+def write_predictions(path: str, predictions: Sequence | np.ndarray, ids: Sequence, labels: Sequence[str],
+                      task: str = "custom") -> None:
+    """`index<TAB>prediction` lines under that header, atomically: label ids written as
+    `labels[id]`, or with `labels` empty (regression) floats with three decimals."""
     predictions = np.asarray(predictions)
     if len(predictions) != len(ids):
         raise DataError(f"{len(predictions)} predictions but {len(ids)} ids for {path}; expected one id each")
-    if spec.is_regression:
+    if not labels:
         values = [f"{float(value):.3f}" for value in predictions]
     else:
-        bad = [int(p) for p in predictions if not 0 <= int(p) < len(spec.labels)]
+        bad = [int(p) for p in predictions if not 0 <= int(p) < len(labels)]
         if bad:
-            raise DataError(f"prediction {bad[0]} for {spec.name} is not a label id; expected 0..{len(spec.labels) - 1}")
-        values = [spec.labels[int(p)] for p in predictions]
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        f.write("index\tprediction\n")
-        f.writelines(f"{index}\t{value}\n" for index, value in zip(ids, values))
+            raise DataError(f"prediction {bad[0]} for {task} is not a label id; expected 0..{len(labels) - 1}")
+        values = [labels[int(p)] for p in predictions]
+    write_text(path, "index\tprediction\n" + "".join(f"{index}\t{value}\n" for index, value in zip(ids, values)))

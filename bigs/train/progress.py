@@ -69,14 +69,19 @@ class Progress:
             self.writer.add_scalar(f"train/{self.unit}_per_s", self.rate, step)
 
     def log_eval(self, step: int, metrics: Mapping[str, float], prefix: str = "eval") -> None:
-        """Write evaluation metrics to TensorBoard and print them above the bar."""
+        """Write evaluation metrics to TensorBoard and print them above the bar. Metrics of
+        several evaluation sets ({"validation": {...}, ...}) go under each set's name."""
+        for name, group in metrics.items():
+            if isinstance(group, Mapping):
+                self.log_eval(step, group, prefix=name)
         numbers = {k: _scalar(v) for k, v in metrics.items() if isinstance(v, (int, float)) or hasattr(v, "item")}
         if self.writer is not None:
             for name, value in numbers.items():
                 self.writer.add_scalar(f"{prefix}/{name}", value, step)
             self.writer.flush()
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in numbers.items())
-        self.bar.write(f"[{prefix} @ step {step}] {shown}")
+        if numbers:
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in numbers.items())
+            self.bar.write(f"[{prefix} @ step {step}] {shown}")
 
     def reset_clock(self) -> None:
         """Restart the throughput clock (call after an evaluation or a checkpoint save)."""

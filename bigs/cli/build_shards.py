@@ -1,0 +1,78 @@
+"""`bigs build-shards`: raw text -> masked-LM pretraining shards (HDF5, the original BiGS layout).
+
+    bigs build-shards --input corpus/ --vocab_file vocab.txt --output_dir shards/ \\
+      --max_seq_length 128 --no_next_sentence
+
+The work is done by bigs.data.build.build_shards (and bigs.tokenizer.train_wordpiece with
+--train_vocab_size); this module only parses flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..data.build import build_shards, prepare_output_dir
+from ..errors import BiGSError
+from ..tokenizer import train_wordpiece
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bigs build-shards", allow_abbrev=False,
+        description="Build masked-LM pretraining shards (HDF5, the original BiGS layout) from raw text.",
+    )
+    parser.add_argument("--input", action="append", nargs="+", required=True,
+                        help="text files or folders of *.txt/*.raw files; repeatable")
+    parser.add_argument("--output_dir", required=True,
+                        help="folder for the shards, vocab.txt and data_info.json")
+    vocab = parser.add_mutually_exclusive_group(required=True)
+    vocab.add_argument("--vocab_file", help="a BERT WordPiece vocab.txt")
+    vocab.add_argument("--train_vocab_size", type=int, help="train a new WordPiece vocabulary of this size")
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--max_predictions_per_seq", type=int, default=20)
+    parser.add_argument("--masked_lm_prob", type=float, default=0.15)
+    parser.add_argument("--short_seq_prob", type=float, default=0.1)
+    parser.add_argument("--dupe_factor", type=int, default=1)
+    parser.add_argument("--heldout_fraction", type=float, default=0.01)
+    parser.add_argument("--examples_per_shard", type=int, default=16384)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no_next_sentence", action="store_true",
+                        help="single segments [CLS] A [SEP], no next_sentence_labels (as BiGS was trained)")
+    parser.add_argument("--overwrite", action="store_true", help="replace shards already in --output_dir")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command; returns the exit code (2 with one `error:` line for bad data or values)."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    inputs = [item for group in args.input for item in group]
+    try:
+        if args.train_vocab_size is not None:
+            prepare_output_dir(Path(args.output_dir), args.overwrite)  # fail before training, not after
+            tokenizer = train_wordpiece(inputs, args.train_vocab_size, args.output_dir)
+        else:
+            tokenizer = args.vocab_file
+        info = build_shards(
+            inputs, args.output_dir, tokenizer,
+            max_seq_length=args.max_seq_length, masked_lm_prob=args.masked_lm_prob,
+            max_predictions_per_seq=args.max_predictions_per_seq, short_seq_prob=args.short_seq_prob,
+            dupe_factor=args.dupe_factor, heldout_fraction=args.heldout_fraction,
+            examples_per_shard=args.examples_per_shard, seed=args.seed,
+            next_sentence=not args.no_next_sentence, overwrite=args.overwrite,
+        )
+    except BiGSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for split in ("train", "test"):
+        print(f"{split}: {info['num_documents'][split]} documents -> {info['num_examples'][split]} examples "
+              f"in {info['num_shards'][split]} shards, {info['num_masked_tokens'][split]} masked tokens")
+    print(f"wrote {args.output_dir} (vocab_size {info['vocab_size']}, "
+          f"max_seq_length {info['max_seq_length']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

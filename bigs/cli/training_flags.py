@@ -1,0 +1,105 @@
+"""The flags every training command shares (bigs.train.loop.TrainingArguments), defined once.
+
+Each command passes its own defaults (fine-tuning's are transformers', pretraining's the
+original pretrain.py's) and the published spellings it must keep accepting as aliases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import warnings
+from typing import Any
+
+from ..errors import BiGSError, NonFiniteError
+from ..runtime import NO_HUGEPAGES_FLAG
+
+# Exit codes: 2 for anything refused before training (bad flags, data, another run in
+# output_dir), 1 for a run that failed on the way (a non-finite loss).
+EXIT_REFUSED, EXIT_FAILED = 2, 1
+
+
+def add_training_flags(parser: argparse.ArgumentParser, defaults, aliases: dict[str, str] | None = None,
+                       helps: dict[str, str] | None = None) -> None:
+    """Add the shared flags to `parser` with the defaults of `defaults` (a TrainingArguments).
+    `aliases` maps a flag name to an older spelling accepted for it (e.g. max_steps ->
+    num_total_train_steps); `helps` replaces a flag's help text where a command means more."""
+    aliases, helps = aliases or {}, helps or {}
+
+    def add(group, name, **options):
+        spellings = [f"--{name}"] + ([f"--{aliases[name]}"] if name in aliases else [])
+        if "action" not in options:
+            options.setdefault("default", getattr(defaults, name))
+        if name in helps:
+            options["help"] = helps[name]
+        group.add_argument(*spellings, dest=name, **options)
+
+    run = parser.add_argument_group("run")
+    add(run, "output_dir", required=True, help="where checkpoints, logs, metrics and the model go")
+    add(run, "overwrite_output_dir", action="store_true",
+        help="start over in an output_dir holding a run (its checkpoints, logs and results are deleted)")
+    add(run, "resume", action="store_true", default=defaults.resume,
+        help="continue the run in output_dir from its latest checkpoint (the same settings are required)")
+    add(run, "seed", type=int)
+    add(run, "logging_steps", type=int, help="log the mean loss and learning rate every n steps")
+    add(run, "eval_steps", type=int, help="evaluate every n steps and at the end")
+    add(run, "save_steps", type=int, help="save a training checkpoint every n steps and at the end")
+    add(run, "save_total_limit", type=int, help="training checkpoints kept for resuming")
+    add(run, "disable_tqdm", action="store_true", help="no progress bar")
+    add(run, "report_to", choices=("tensorboard", "none"), help="TensorBoard logs in output_dir/runs, or none")
+    add_hugepages_flag(run)
+
+    optimiser = parser.add_argument_group("optimisation")
+    add(optimiser, "max_steps", type=int, help="optimiser updates to run")
+    add(optimiser, "per_device_train_batch_size", type=int)
+    add(optimiser, "per_device_eval_batch_size", type=int)
+    add(optimiser, "gradient_accumulation_steps", type=int,
+        help="micro-batches per update; an update sees per-device batch x devices x this many examples")
+    add(optimiser, "learning_rate", type=float, help="peak learning rate")
+    add(optimiser, "schedule_type", choices=("linear", "cosine", "constant"), help="decay after the warm-up")
+    add(optimiser, "cosine_schedule_alpha", type=float, help="cosine decay ends at this fraction of the peak")
+    add(optimiser, "warmup_steps", type=int)
+    add(optimiser, "weight_decay", type=float, help="AdamW weight decay (never on biases and LayerNorm scales)")
+    add(optimiser, "adam_beta1", type=float)
+    add(optimiser, "adam_beta2", type=float)
+    add(optimiser, "adam_epsilon", type=float)
+    add(optimiser, "max_grad_norm", type=float, help="global-norm gradient clipping; 0 turns it off")
+    add(optimiser, "dtype", choices=("float32", "bfloat16"), help="computation dtype (params stay float32)")
+
+    devices = parser.add_argument_group("devices")
+    add(devices, "num_devices", type=int, help="use the first n devices (default: all)")
+    add(devices, "fsdp", type=int, help="shard params and optimiser state over this many devices (divides num_devices)")
+    devices.add_argument("--mesh", help="DATAxFSDP, e.g. 4x1 (data parallel) or 2x2; overrides the two above")
+
+
+def add_hugepages_flag(parser) -> None:
+    """--no_hugepages: read by bigs.runtime before parsing, kept here so that it parses."""
+    parser.add_argument(NO_HUGEPAGES_FLAG, action="store_true",
+                        help="do not restart with malloc on transparent huge pages (docs/performance.md)")
+
+
+def arguments_from(namespace: argparse.Namespace, cls, **extra: Any):
+    """An instance of the dataclass `cls` from the parsed flags of the same names (and `extra`)."""
+    from ..train.sharding import parse_mesh
+
+    values = {f.name: getattr(namespace, f.name) for f in dataclasses.fields(cls) if hasattr(namespace, f.name)}
+    if getattr(namespace, "mesh", None):
+        values["num_devices"], values["fsdp"] = parse_mesh(namespace.mesh)
+    return cls(**values, **extra)
+
+
+def setup_logging() -> None:
+    """The training commands' console: progress from the `bigs` logger, and each warning
+    (a damaged checkpoint set aside, a file read as Windows-1252) on one line."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger("bigs").setLevel(logging.INFO)
+    warnings.showwarning = lambda message, category, *_: print(f"WARNING {category.__name__}: {message}",
+                                                               file=sys.stderr)
+
+
+def report(prog: str, error: BiGSError) -> int:
+    """Print `error` as one line and return the command's exit code."""
+    print(f"{prog}: error: {error}", file=sys.stderr)
+    return EXIT_FAILED if isinstance(error, NonFiniteError) else EXIT_REFUSED

@@ -1,0 +1,73 @@
+"""Writing files so that a crash never leaves a half-written one: the one place that does it.
+
+Every file the package writes goes through `atomic_writer` (or `write_text` / `write_bytes` /
+`write_json`, built on it): the data goes to a temporary file beside the target, is flushed
+to disk, and replaces the target with one `os.replace`. A reader then sees the old file or
+the new one, never a mix. Lines appended to a log (`append_line`) are one `os.write` each on
+an O_APPEND file, so a crash can tear at most the last line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write `path`'s new content to; on success it replaces `path`.
+
+    For writers that take a file name (h5py, msgpack, a library's `save`). The temporary
+    file sits in the same folder (so the rename is atomic) and is removed if the block
+    raises; the target is then untouched. Parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically; returns the path."""
+    with atomic_writer(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` as UTF-8 to `path` atomically, newlines as given; returns the path."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write `data` as indented, key-sorted JSON with a final newline, atomically."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append `line` and a newline to `path` (created if absent) in one write, then fsync."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a written file to disk, so the rename cannot land before its content."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,153 @@
+"""A training run's output folder: what a run writes there, whether a folder already holds a
+run, and whether a resumed command is that same run.
+
+A run writes, beside what its task exports (the model, eval_results.json, predictions):
+
+    run_settings.json   what a resume must agree with (`RunSettings`), written at the start
+    checkpoints/        training checkpoints (checkpointing.py)
+    metrics.jsonl       one JSON record per logged step and per evaluation
+    runs/               TensorBoard logs
+
+Nothing here writes before `RunFolder.check` has passed, so a refused command leaves every
+file as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, RunMismatchError
+from ..files import append_line, write_json, write_text
+
+SETTINGS = "run_settings.json"
+CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
+TENSORBOARD = "runs"
+# What a run leaves that marks the folder as holding one, and what --overwrite_output_dir
+# deletes ("run_config.json" and "tensorboard" are the names of earlier versions). Exported
+# models are not deleted: the new run replaces them, each file atomically.
+RUN_STATE = (SETTINGS, CHECKPOINTS, METRICS, TENSORBOARD, "eval_results.json", "run_config.json", "tensorboard")
+EXPORTED_MODEL = "flax_model.msgpack"
+
+# What may differ when a run is resumed: how often it logs, evaluates and saves, how many
+# checkpoints it keeps, what it shows and how big its evaluation batches are. None of these
+# changes which examples a step trains on, nor the numbers it computes.
+MAY_CHANGE_ON_RESUME = (
+    "logging_steps", "eval_steps", "save_steps", "save_total_limit", "disable_tqdm", "report_to",
+    "per_device_eval_batch_size", "max_eval_batches", "max_predict_samples", "test_file",
+    "do_eval", "do_predict",
+)
+
+
+class RunFolder:
+    """The output folder of one run. Only the main process writes (`writer=True`)."""
+
+    def __init__(self, path: str | os.PathLike, writer: bool = True):
+        self.path = Path(path)
+        self.writer = writer
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    def holds_run(self) -> list[str]:
+        """The names of the run files already here (empty: a fresh folder)."""
+        names = [*RUN_STATE, EXPORTED_MODEL]
+        return [name for name in names if (self.path / name).exists()]
+
+    def check(self, settings: dict[str, Any] | None, *, resume: bool | None, overwrite: bool) -> bool:
+        """Decide, before writing anything, whether this command starts afresh (False) or
+        resumes the run in the folder (True).
+
+        resume=None resumes a run found here, False refuses one (unless `overwrite`), True
+        asks for one. `settings` None skips the comparison (a command that evaluates or
+        predicts without training). Raises ConfigError when the folder holds a run and neither resuming nor
+        overwriting was asked for, and RunMismatchError naming the first setting that differs
+        from the saved run's.
+        """
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"output_dir {str(self.path)!r} is a file; expected a folder")
+        found = self.holds_run()
+        if overwrite or not found:
+            return False
+        if resume is False:
+            raise ConfigError(f"output_dir {str(self.path)!r} already holds a run ({', '.join(found)}); "
+                              "pass --resume to continue it or --overwrite_output_dir to start again")
+        saved_path = self.path / SETTINGS
+        if settings is not None and saved_path.is_file():
+            try:
+                saved = json.loads(saved_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as error:
+                raise RunMismatchError(f"{saved_path} cannot be read ({error}); cannot tell whether this command "
+                                       "continues that run; pass --overwrite_output_dir to start again") from None
+            difference = first_difference(saved, json.loads(json.dumps(settings)))
+            if difference is not None:
+                raise RunMismatchError(f"{str(self.path)!r} holds another run: {difference}; resume with the same "
+                                       "settings, or pass --overwrite_output_dir to start over (or another "
+                                       "--output_dir)")
+        return True
+
+    def start(self, settings: dict[str, Any] | None, *, resumed_step: int | None, overwrite: bool) -> None:
+        """After `check` and the restore: clear an overwritten run, record the settings (unless
+        None), and cut metrics.jsonl back to the restored step (records after it will be
+        logged again)."""
+        if not self.writer:
+            return
+        if overwrite:
+            for name in RUN_STATE:
+                target = self.path / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+        self.path.mkdir(parents=True, exist_ok=True)
+        if settings is not None:
+            write_json(self.path / SETTINGS, settings)
+            self._truncate_metrics(resumed_step or 0)
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one record to metrics.jsonl."""
+        if self.writer:
+            append_line(self.path / METRICS, json.dumps(record))
+
+    def _truncate_metrics(self, last_step: int) -> None:
+        path = self.path / METRICS
+        if not path.exists():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:     # a line torn by a crash
+                continue
+            if record.get("step", 0) <= last_step:
+                kept.append(line + "\n")
+        write_text(path, "".join(kept))
+
+
+def read_metrics(output_dir: str | os.PathLike, kind: str = "train") -> list[dict]:
+    """The records of output_dir/metrics.jsonl of one kind ("train" or "eval"); [] before any."""
+    path = Path(output_dir) / METRICS
+    if not path.exists():
+        return []
+    return [r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if r.get("kind") == kind]
+
+
+def first_difference(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> str | None:
+    """'name: saved -> current' for the first setting that differs (in `current`'s order,
+    nested dicts followed down), or None when they agree on everything that must not change."""
+    for name in [*current, *(k for k in saved if k not in current)]:
+        if name in MAY_CHANGE_ON_RESUME:
+            continue
+        old, new = saved.get(name, "<absent>"), current.get(name, "<absent>")
+        if isinstance(old, dict) and isinstance(new, dict):
+            found = first_difference(old, new, f"{prefix}{name}.")
+            if found is not None:
+                return found
+        elif old != new:
+            return f"{prefix}{name} was {old!r}, now {new!r}"
+    return None

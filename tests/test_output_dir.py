@@ -1,0 +1,108 @@
+"""Resuming continues the same run or refuses (case C13), leaving every file as it was; what
+may change on resume changes no number."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bigs.cli import glue
+from bigs.train.output_dir import SETTINGS, first_difference
+
+pytestmark = pytest.mark.usefixtures("compilation_cache")
+
+
+def tiny_flags(vocab_file) -> list[str]:
+    """The `TINY` flags of shared/cases/README.md."""
+    return ["--tokenizer_name", str(vocab_file), "--hidden_size", "32", "--num_hidden_layers", "1",
+            "--intermediate_size", "64", "--num_ssm", "8", "--max_position_embeddings", "64", "--max_seq_length", "64"]
+
+
+def c13_argv(shared_dir, vocab_file, out, *extra) -> list[str]:
+    cases = shared_dir / "cases" / "C13"
+    return [*tiny_flags(vocab_file), "--train_file", str(cases / "train.csv"), "--validation_file",
+            str(cases / "dev.csv"), "--output_dir", str(out), "--max_steps", "4", "--eval_steps", "2",
+            "--per_device_train_batch_size", "2", "--disable_tqdm", *extra]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def c13_run(shared_dir, vocab_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("c13") / "out"
+    assert glue.main(c13_argv(shared_dir, vocab_file, out)) == 0
+    return out
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--hidden_size", "48", "--max_steps", "6"], "model.hidden_size was 32, now 48"),
+    (["--seed", "7"], "seed was 42, now 7"),
+    (["--per_device_train_batch_size", "4"], "per_device_train_batch_size was 2, now 4"),
+    (["--gradient_accumulation_steps", "2"], "gradient_accumulation_steps was 1, now 2"),
+    (["--max_steps", "6"], "max_steps was 4, now 6"),
+    (["--learning_rate", "1e-3"], "training.learning_rate was 2e-05, now 0.001"),
+])
+def test_resuming_with_other_settings_is_refused_and_touches_nothing(shared_dir, vocab_file, c13_run, capsys,
+                                                                      extra, named):
+    """Case C13 and its kind: exit 2 before any training, naming the first difference, with
+    every file in output_dir byte for byte as it was."""
+    before = snapshot(c13_run)
+    assert glue.main(c13_argv(shared_dir, vocab_file, c13_run, "--resume", *extra)) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert snapshot(c13_run) == before
+
+
+def test_other_training_data_is_another_run(shared_dir, vocab_file, c13_run, tmp_path, capsys):
+    moved = tmp_path / "train.csv"   # the same rows elsewhere: the same run; one row changed: another
+    moved.write_bytes((shared_dir / "cases" / "C13" / "train.csv").read_bytes())
+    argv = c13_argv(shared_dir, vocab_file, c13_run, "--resume")
+    argv[argv.index("--train_file") + 1] = str(moved)
+    before = snapshot(c13_run)
+    assert glue.main(argv) == 0          # finished already: nothing left to train
+    moved.write_bytes(moved.read_bytes().replace(b"100,light", b"100,night"))
+    assert glue.main(argv) == 2
+    assert "data.train was 'train.csv (sha256" in capsys.readouterr().err
+    assert {name: digest for name, digest in snapshot(c13_run).items() if "checkpoints" in name} == \
+        {name: digest for name, digest in before.items() if "checkpoints" in name}
+
+
+def test_a_checkpoint_that_does_not_fit_is_another_run_not_damage(shared_dir, vocab_file, c13_run, tmp_path, capsys):
+    """Without run_settings.json (a run of an earlier version), the checkpoint's own shapes
+    decide: a model of another size is refused, and no checkpoint is set aside."""
+    import shutil
+
+    out = tmp_path / "legacy"
+    shutil.copytree(c13_run, out)
+    (out / SETTINGS).unlink()
+    before = snapshot(out)
+    assert glue.main(c13_argv(shared_dir, vocab_file, out, "--resume", "--hidden_size", "48")) == 2
+    assert "checkpoints/4 holds params/" in capsys.readouterr().err
+    assert snapshot(out) == before
+
+
+def test_what_may_change_on_resume_changes_no_number(shared_dir, vocab_file, c13_run, tmp_path, monkeypatch):
+    """A run killed in step 3 resumes with another logging cadence, checkpoint limit and
+    evaluation batch size, and ends with the uninterrupted run's training state: no example
+    of the interrupted epoch is skipped or repeated."""
+    from test_finetune import _checkpoint_leaves, dies_in_step
+
+    out = tmp_path / "out"
+    with dies_in_step(3, monkeypatch), pytest.raises(KeyboardInterrupt):
+        glue.main(c13_argv(shared_dir, vocab_file, out))
+    assert glue.main(c13_argv(shared_dir, vocab_file, out, "--resume", "--logging_steps", "1",
+                              "--save_total_limit", "5", "--per_device_eval_batch_size", "3")) == 0
+    final, reference = _checkpoint_leaves(out, 4), _checkpoint_leaves(c13_run, 4)
+    for key in reference:
+        np.testing.assert_allclose(final[key], reference[key], rtol=0, atol=1e-6, err_msg=key)
+
+
+def test_first_difference_follows_nested_settings_and_skips_what_may_change():
+    saved = {"model": {"hidden_size": 32, "num_ssm": 8}, "seed": 1, "logging_steps": 10}
+    assert first_difference(saved, {"model": {"hidden_size": 32, "num_ssm": 8}, "seed": 1, "logging_steps": 5}) is None
+    assert first_difference(saved, {"model": {"hidden_size": 32, "num_ssm": 4}, "seed": 2}) == "model.num_ssm was 8, now 4"
+    assert first_difference(saved, {"model": saved["model"]}) == "seed was 1, now '<absent>'"
