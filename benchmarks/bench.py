@@ -287,6 +287,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--in-process", action="store_true", help="run cases here (memory is then cumulative)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--no_hugepages", action="store_true", help="do not restart with malloc on huge pages")
     args = parser.parse_args(argv)
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))))

@@ -120,6 +120,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--conv-errors", action="store_true")
     parser.add_argument("--tiny", action="store_true", help="tiny model, batch 2, L=64 (checks the script)")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--no_hugepages", action="store_true", help="do not restart with malloc on huge pages")
     args = parser.parse_args(argv)
     size, batch, length = (TINY, 2, 64) if args.tiny else (BASE, args.batch, args.length)
     result = {"device": jax.devices()[0].device_kind, "dtype": args.dtype, "batch": batch, "length": length,

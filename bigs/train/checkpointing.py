@@ -109,13 +109,15 @@ class TrainCheckpointer:
         return None
 
     def _set_aside(self, step: int, error: Exception) -> None:
-        """Move a damaged step out of the way (never delete it) and say where it went."""
+        """Move a damaged step out of the way (never delete it) and say where it went. With
+        several processes, process 0 moves it; the others pass over it alike."""
         source = os.path.join(self.directory, str(step))
         target, n = f"{source}.damaged", 1
         while os.path.exists(target):
             n += 1
             target = f"{source}.damaged-{n}"
-        os.replace(source, target)
+        if jax.process_index() == 0:
+            os.replace(source, target)
         if self._manager is not None:
             self._manager.reload()
         reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}" if str(error) else type(error).__name__

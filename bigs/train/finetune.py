@@ -118,6 +118,10 @@ class FinetuneConfig(TrainingArguments):
         for name in ("max_seq_length", "pad_to_multiple_of"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name}={getattr(self, name)}; expected a positive integer")
+        for name, default in (("eval_steps", "each epoch"), ("save_steps", "with each evaluation")):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"--{name}={getattr(self, name)}; expected a positive integer, or no flag "
+                                  f"for {default}")
         if self.max_steps <= 0 and not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
             raise ConfigError(f"--num_train_epochs={self.num_train_epochs}; expected > 0 (or --max_steps > 0)")
 
@@ -357,9 +361,9 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
         per_epoch = task.steps_per_epoch()
         max_steps = (config.max_steps if config.max_steps > 0
                      else max(1, math.ceil(config.num_train_epochs * per_epoch)))
-        eval_every = config.eval_steps or per_epoch
+        eval_every = config.eval_steps if config.eval_steps is not None else per_epoch
         loop_args = dataclasses.replace(config, max_steps=max_steps, eval_steps=eval_every,
-                                        save_steps=config.save_steps or eval_every)
+                                        save_steps=config.save_steps if config.save_steps is not None else eval_every)
         schedule = make_schedule(config.schedule_type, config.learning_rate, config.warmup_steps, max_steps,
                                  config.cosine_schedule_alpha)
         tx = make_optimizer(schedule, model.params, weight_decay=config.weight_decay, b1=config.adam_beta1,

@@ -81,9 +81,10 @@ class TrainingArguments:
     max_grad_norm: float = 1.0
     # log the mean loss and the learning rate every this many steps (and at the last)
     logging_steps: int = 100
-    # evaluate every this many steps and at the last; 0 never (fine-tuning: None or 0 is every epoch)
+    # evaluate every this many steps and at the last; 0: never (fine-tuning: None is every epoch)
     eval_steps: int | None = None
-    # save a training checkpoint every this many steps and at the last (fine-tuning: None is with each evaluation)
+    # save a training checkpoint every this many steps and at the last (fine-tuning: None is
+    # with each evaluation)
     save_steps: int | None = None
     # training checkpoints kept for resuming
     save_total_limit: int = 2
