@@ -307,11 +307,14 @@ class BiGSConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike, **overrides: Any) -> "BiGSConfig":
+        """Read a config.json; ConfigError when it is missing, unreadable or not a valid config."""
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path} is not valid JSON: {err}") from None
+        except OSError as err:
+            raise ConfigError(f"config file {str(path)!r} cannot be read ({err.strerror}); expected a config.json") from None
         return cls.from_dict(data, **overrides)
 
     @classmethod

@@ -128,7 +128,7 @@ def test_cli(corpus_slice, vocab_file, tmp_path, capsys):
     assert build_shards_main(["--input", str(tmp_path / "missing.txt"), "--output_dir", str(tmp_path / "out"),
                               "--vocab_file", str(vocab_file)]) == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: ") and "missing.txt" in error and error.count("\n") == 1
+    assert error.startswith("bigs build-shards: error: ") and "missing.txt" in error and error.count("\n") == 1
     assert build_shards_main(["--input", str(corpus_slice[0]), "--output_dir", str(tmp_path / "out"),
                               "--vocab_file", str(vocab_file), "--masked_lm_prob", "1.5"]) == 2
     assert "masked_lm_prob=1.5" in capsys.readouterr().err

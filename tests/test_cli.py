@@ -56,3 +56,80 @@ def test_dispatcher_lists_commands(capsys):
 def test_predict_missing_checkpoint_exits_2(tmp_path, capsys):
     assert predict.main(["--model_name_or_path", str(tmp_path), "some text"]) == 2
     assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    from bigs.train import finetune
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(finetune, "run", interrupted)
+    assert glue.main(PUBLISHED) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "bigs glue: interrupted; add --resume to the same command to continue from the latest checkpoint"
+
+
+def test_orbax_s_abandoned_reads_are_not_printed_and_the_rest_is():
+    from types import SimpleNamespace
+
+    from bigs.cli.common import _quiet_abandoned_checkpoint_reads
+
+    shown = []
+    orbax_read = SimpleNamespace(object=SimpleNamespace(cr_code=SimpleNamespace(
+        co_filename="/site-packages/orbax/checkpoint/_src/serialization/serialization.py")), exc_value=None)
+    late_callback = SimpleNamespace(object=None, exc_value=RuntimeError("Event loop is closed"))
+    other = SimpleNamespace(object=SimpleNamespace(cr_code=SimpleNamespace(co_filename="/work/mine.py")),
+                            exc_value=None)
+    unrelated = SimpleNamespace(object=None, exc_value=RuntimeError("something else"))
+    for unraisable in (orbax_read, late_callback, other, unrelated):
+        _quiet_abandoned_checkpoint_reads(unraisable, default=shown.append)
+    assert shown == [other, unrelated]
+
+
+def test_orbax_s_abandoned_tasks_are_not_logged_and_other_asyncio_errors_are():
+    import logging
+
+    from bigs.cli.common import _keep_unless_abandoned_checkpoint_read
+
+    def record(message):
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, message, None, None)
+
+    orbax = record("Task exception was never retrieved\nfuture: <Task finished coro=<async_deserialize() done, "
+                   "defined at /venv/site-packages/orbax/checkpoint/_src/serialization/serialization.py:394>>")
+    mine = record("Task exception was never retrieved\nfuture: <Task finished coro=<fetch() defined at /me/x.py:3>>")
+    assert not _keep_unless_abandoned_checkpoint_read(orbax)
+    assert _keep_unless_abandoned_checkpoint_read(mine)
+    assert _keep_unless_abandoned_checkpoint_read(record("Unclosed client session"))
+
+
+def test_a_missing_config_file_is_one_line(tmp_path, capsys):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a"]) + "\n")
+    train = tmp_path / "t.csv"
+    train.write_text("sentence,label\na,0\na,1\n")
+    argv = ["--output_dir", str(tmp_path / "o"), "--train_file", str(train)]
+    assert glue.main([*argv, "--tokenizer_name", str(vocab), "--config_name", str(tmp_path / "nope.json")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.json' cannot be read" in err and "Traceback" not in err
+    assert glue.main([*argv, "--tokenizer_name", str(tmp_path / "missing" / "vocab.txt")]) == 2
+    assert "--tokenizer_name" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_model_without_a_trained_head(tmp_path, capsys):
+    from bigs import BiGSConfig, FlaxBiGSForMaskedLM
+    from bigs.tokenizer import BiGSTokenizer
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world"]) + "\n")
+    config = BiGSConfig(vocab_size=7, hidden_size=16, num_hidden_layers=1, intermediate_size=32, num_ssm=4,
+                        max_position_embeddings=16)
+    FlaxBiGSForMaskedLM(config).save_pretrained(tmp_path / "mlm", tokenizer=BiGSTokenizer.from_vocab(str(vocab)))
+    assert predict.main(["--model_name_or_path", str(tmp_path / "mlm"), "hello world"]) == 2
+    assert "no trained classification head" in capsys.readouterr().err
+
+
+def test_warnings_print_as_one_line():
+    from bigs.cli.common import one_line_warning
+
+    line = one_line_warning("'/d/old.txt' is not UTF-8; read it as Windows-1252", UnicodeWarning, "/x/text.py", 61)
+    assert line == "WARNING UnicodeWarning: '/d/old.txt' is not UTF-8; read it as Windows-1252\n"

@@ -91,6 +91,9 @@ def test_tensorboard_gets_only_finite_scalars(demo_run):
     (["--output_dir", "x", "--no_such_flag"], "unrecognized arguments"),
     (["--output_dir", "x", "--task_name", "sst3", "--data_dir", "."], "unknown GLUE task 'sst3'"),
     (["--output_dir", "x", "--train_file", "/nonexistent/train.csv"], "does not exist"),
+    (["--output_dir", "x", "--train_file", "t.csv", "--max_train_samples", "0"], "--max_train_samples=0"),
+    (["--output_dir", "x", "--train_file", "t.csv", "--eval_steps", "0"], "--eval_steps=0"),
+    (["--output_dir", "x", "--train_file", "t.csv", "--learning_rate", "nan"], "--learning_rate=nan"),
 ])
 def test_bad_input_exits_2_with_one_message(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -129,15 +132,19 @@ def _validation_logits(demo_files, output_dir) -> np.ndarray:
     return predict_logits(model, encoded, batching=Batching("longest", 32), pad_id=0, pad_mode="exact")
 
 
+class Killed(Exception):
+    """The process dies here (what a SIGKILL or a crash would do)."""
+
+
 @contextlib.contextmanager
 def dies_in_step(number: int, monkeypatch):
-    """Within: a fine-tuning run is killed (KeyboardInterrupt) as its step `number` begins."""
+    """Within: a fine-tuning run is killed (Killed) as its step `number` begins."""
     batches = finetune.FinetuneTask.batches
 
     def dying(self, start_step, position):
         for step, batch in enumerate(batches(self, start_step, position), start=start_step + 1):
             if step == number:
-                raise KeyboardInterrupt(f"killed in step {number}")
+                raise Killed(f"killed in step {number}")
             yield batch
 
     monkeypatch.setattr(finetune.FinetuneTask, "batches", dying)
@@ -151,7 +158,7 @@ def test_resume_continues_where_it_stopped(demo_files, demo_run, tmp_path, monke
     """A run killed during step 7 resumes from its step-6 checkpoint (mid-epoch, one epoch
     crossed) and ends with the uninterrupted run's params, optimiser state and logits."""
     resumed = tmp_path / "resumed"
-    with dies_in_step(7, monkeypatch), pytest.raises(KeyboardInterrupt):
+    with dies_in_step(7, monkeypatch), pytest.raises(Killed):
         glue.main(_argv(demo_files, resumed, *RUN))
     assert sorted(os.listdir(resumed / "checkpoints")) == ["3", "6"]
     assert glue.main(_argv(demo_files, resumed, *RUN)) == 2  # a run is there: needs --resume

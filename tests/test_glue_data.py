@@ -371,3 +371,19 @@ def test_windows_1252_data_file_keeps_its_quotes(tmp_path):
     with pytest.warns(UnicodeWarning, match="train.csv"):
         data, _ = load_user_files(str(path))
     assert data["train"].text_a[0] == "the river\u2019s bank"
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("train.csv", "sentence,label\ngood,1\ngreat, really great,1\n",
+     r"train\.csv: row 3 has 3 comma-separated \(quote a text holding a comma\) fields; expected 2 \(sentence, label\)"),
+    ("train.tsv", "sentence\tlabel\ngood\t1\nextra\tfield\t1\n", r"train\.tsv: row 3 has 3 tab-separated fields"),
+    ("train.tsv", "sentence\tlabel\ngood\t1\nshort\n", r"train\.tsv: row 3 has 1 tab-separated fields; expected 2"),
+    ("train.jsonl", '{"sentence": "a", "label": 1}\n\n{"sentence": "b", "label": 0\n', r"train\.jsonl: row 3 is not JSON"),
+    ("train.jsonl", '{"sentence": "a", "label": 1}\n{"label": 0}\n', r"train\.jsonl: row 2 has no 'sentence'"),
+])
+def test_a_row_that_does_not_fit_the_header_is_refused(tmp_path, name, text, message):
+    """Not a new class made of a shifted text, nor an empty text: the file, the row, what is wrong."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        load_user_files(str(path), text_columns=["sentence"])

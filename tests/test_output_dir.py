@@ -89,10 +89,10 @@ def test_what_may_change_on_resume_changes_no_number(shared_dir, vocab_file, c13
     """A run killed in step 3 resumes with another logging cadence, checkpoint limit and
     evaluation batch size, and ends with the uninterrupted run's training state: no example
     of the interrupted epoch is skipped or repeated."""
-    from test_finetune import _checkpoint_leaves, dies_in_step
+    from test_finetune import Killed, _checkpoint_leaves, dies_in_step
 
     out = tmp_path / "out"
-    with dies_in_step(3, monkeypatch), pytest.raises(KeyboardInterrupt):
+    with dies_in_step(3, monkeypatch), pytest.raises(Killed):
         glue.main(c13_argv(shared_dir, vocab_file, out))
     assert glue.main(c13_argv(shared_dir, vocab_file, out, "--resume", "--logging_steps", "1",
                               "--save_total_limit", "5", "--per_device_eval_batch_size", "3")) == 0
@@ -106,3 +106,13 @@ def test_first_difference_follows_nested_settings_and_skips_what_may_change():
     assert first_difference(saved, {"model": {"hidden_size": 32, "num_ssm": 8}, "seed": 1, "logging_steps": 5}) is None
     assert first_difference(saved, {"model": {"hidden_size": 32, "num_ssm": 4}, "seed": 2}) == "model.num_ssm was 8, now 4"
     assert first_difference(saved, {"model": saved["model"]}) == "seed was 1, now '<absent>'"
+
+
+def test_a_folder_with_the_user_s_own_files_and_no_run_is_not_written_over(shared_dir, vocab_file, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.json").write_text("{\"mine\": true}\n")
+    (out / "notes.txt").write_text("keep me\n")
+    assert glue.main(c13_argv(shared_dir, vocab_file, out)) == 2
+    assert "holds files this command would replace (config.json) and no run" in capsys.readouterr().err
+    assert (out / "config.json").read_text() == "{\"mine\": true}\n"

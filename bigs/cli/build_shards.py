@@ -17,6 +17,7 @@ from pathlib import Path
 from ..data.build import build_shards, prepare_output_dir
 from ..errors import BiGSError
 from ..tokenizer import train_wordpiece
+from .common import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command; returns the exit code (2 with one `error:` line for bad data or values)."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging()
     inputs = [item for group in args.input for item in group]
     try:
         if args.train_vocab_size is not None:
@@ -64,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             next_sentence=not args.no_next_sentence, overwrite=args.overwrite,
         )
     except BiGSError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"bigs build-shards: error: {error}", file=sys.stderr)
         return 2
     for split in ("train", "test"):
         print(f"{split}: {info['num_documents'][split]} documents -> {info['num_examples'][split]} examples "

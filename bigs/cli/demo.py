@@ -13,7 +13,7 @@ import sys
 import time
 
 from ..errors import BiGSError
-from .training_flags import add_hugepages_flag, report, setup_logging
+from .common import add_hugepages_flag, interrupted, report, setup_logging
 
 # A BiGS small enough to train on two CPU cores in a minute or two.
 DEMO_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, "num_ssm": 16}
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         results = run(config)
     except BiGSError as error:
         return report("bigs demo", error)
+    except KeyboardInterrupt:
+        return interrupted("bigs demo", "run it again to start over")
     minutes = (time.perf_counter() - start) / 60
     print(f"\n{results['task']} dev {results['metric']}: {results['best_metric']:.4f} "
           f"(chance 0.5) after {minutes:.1f} min; model in {args.output_dir}")

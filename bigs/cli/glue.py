@@ -17,12 +17,13 @@ import sys
 
 from ..errors import BiGSError
 from ..train.finetune import MODEL_SIZE_KEYS, PAD_MODES, PADDING_ALIASES, FinetuneConfig
-from .training_flags import add_training_flags, arguments_from, report, setup_logging
+from .common import HelpFormatter, add_training_flags, arguments_from, interrupted, report, setup_logging
 
 
 def build_parser(prog: str = "bigs glue") -> argparse.ArgumentParser:
     defaults = FinetuneConfig(output_dir="")
     parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False,
+                                     formatter_class=HelpFormatter,
                                      description="Fine-tune BiGS for sequence classification or regression.")
     model = parser.add_argument_group("model")
     model.add_argument("--model_name_or_path", help="checkpoint folder or hub id; omit to train from random init")
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None, prog: str = "bigs glue") -> int:
         results = run(config_from_args(args))
     except BiGSError as error:
         return report(prog, error)
+    except KeyboardInterrupt:
+        return interrupted(prog, "add --resume to the same command to continue from the latest checkpoint")
     best = results.get("best_metric")
     if best is not None:
         print(f"best {results['metric']} = {best:.4f} at step {results['best_step']}; "

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 import numpy as np
 
 from ..errors import BiGSError
+from .common import setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +55,7 @@ def _read_texts(args) -> tuple[list[str], list[str] | None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging()
     from ..data.batching import Batching, encode
     from ..data.glue import Examples
     from ..modeling import FlaxBiGSForSequenceClassification
@@ -69,9 +72,20 @@ def main(argv: list[str] | None = None) -> int:
             raise BiGSError("no texts to classify; give them as arguments or with --input_file")
         if args.batch_size < 1:
             raise BiGSError(f"--batch_size={args.batch_size}; expected a positive integer")
-        model = FlaxBiGSForSequenceClassification.from_pretrained(args.model_name_or_path)
+        logging.getLogger("bigs").setLevel(logging.ERROR)   # what loading re-initialised is checked below
+        model, report = FlaxBiGSForSequenceClassification.from_pretrained(args.model_name_or_path,
+                                                                          output_loading_info=True)
+        untrained = [key for key in report.missing_keys + [k for k, _, _ in report.mismatched_keys]
+                     if key.startswith("classifier")]
+        if untrained:
+            raise BiGSError(f"{args.model_name_or_path} has no trained classification head ({', '.join(untrained)} "
+                            "would be random); fine-tune it first with `bigs glue --model_name_or_path ...`")
         tokenizer = BiGSTokenizer.from_pretrained(args.model_name_or_path)
-        max_len = min(args.max_seq_length or tokenizer.model_max_length, model.config.max_position_embeddings)
+        max_len = (args.max_seq_length if args.max_seq_length is not None
+                   else min(tokenizer.model_max_length, model.config.max_position_embeddings))
+        if not 3 <= max_len <= model.config.max_position_embeddings:
+            raise BiGSError(f"--max_seq_length={max_len}; expected 3 to the model's max_position_embeddings="
+                            f"{model.config.max_position_embeddings} ([CLS], [SEP] and at least one token)")
         data = encode(tokenizer, Examples(texts, pairs, None, list(range(len(texts)))), max_len)
         logits = predict_logits(model, data, batching=Batching(args.batching, max_len), batch_size=args.batch_size,
                                 pad_id=tokenizer.pad_token_id, pad_mode=args.pad_mode)

@@ -16,7 +16,7 @@ import sys
 
 from ..errors import BiGSError
 from ..train.pretrain import PretrainArgs
-from .training_flags import add_training_flags, arguments_from, report, setup_logging
+from .common import HelpFormatter, add_training_flags, arguments_from, interrupted, report, setup_logging
 
 # The original pretrain.py's spellings of the shared flags.
 ALIASES = {"max_steps": "num_total_train_steps", "save_total_limit": "keep_checkpoints",
@@ -26,12 +26,14 @@ ALIASES = {"max_steps": "num_total_train_steps", "save_total_limit": "keep_check
 def build_parser(prog: str = "bigs pretrain") -> argparse.ArgumentParser:
     d = PretrainArgs(output_dir="", dataset_path="")
     parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False,
+                                     formatter_class=HelpFormatter,
                                      description="Pretrain BiGS with masked-LM on HDF5 shards (resumable).")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset_path", required=True, help="folder of train_shard_*.hdf5 (bigs build-shards)")
     data.add_argument("--eval_dataset_path", help="held-out shards (default: test_shard_* beside the train "
                                                    "shards, or a `heldout` folder)")
-    data.add_argument("--max_seq_length", type=int, default=d.max_seq_length)
+    data.add_argument("--max_seq_length", type=int, default=d.max_seq_length,
+                      help="model length (max_position_embeddings); shards may not be longer")
     data.add_argument("--max_train_shards", type=int, help="use only the first n train shards")
     data.add_argument("--dynamic_masking", action="store_true", help="re-mask every epoch (BERT 80/10/10)")
     data.add_argument("--vocab_size", type=int, help="default: data_info.json beside the shards, else 30522")
@@ -39,11 +41,12 @@ def build_parser(prog: str = "bigs pretrain") -> argparse.ArgumentParser:
 
     model = parser.add_argument_group("model")
     model.add_argument("--model_name_or_path", help="continue from a BiGS checkpoint (folder or hub id)")
-    model.add_argument("--n_layers", type=int, default=d.n_layers)
-    model.add_argument("--hidden_size", type=int, default=d.hidden_size)
-    model.add_argument("--intermediate_size", type=int, default=d.intermediate_size)
-    model.add_argument("--num_ssm", type=int, default=d.num_ssm)
-    model.add_argument("--hidden_dropout_prob", type=float, default=d.hidden_dropout_prob)
+    model.add_argument("--n_layers", type=int, default=d.n_layers, help="BiGS layers")
+    model.add_argument("--hidden_size", type=int, default=d.hidden_size, help="model width")
+    model.add_argument("--intermediate_size", type=int, default=d.intermediate_size, help="gate width")
+    model.add_argument("--num_ssm", type=int, default=d.num_ssm, help="complex states per SSM")
+    model.add_argument("--hidden_dropout_prob", type=float, default=d.hidden_dropout_prob,
+                       help="dropout after the embeddings")
     model.add_argument("--ssm_lr_factor", type=float,
                        help="A_re, A_im, log_step get learning_rate * this and no weight decay")
 
@@ -79,6 +82,8 @@ def main(argv: list[str] | None = None, prog: str = "bigs pretrain") -> int:
         result = run_pretraining(args)
     except BiGSError as error:
         return report(prog, error)
+    except KeyboardInterrupt:
+        return interrupted(prog, "run the same command again to continue from the latest checkpoint")
     evaluation = result["eval"]
     shown = f", eval loss {evaluation['loss']:.4f} accuracy {evaluation['accuracy']:.4f}" if evaluation else ""
     trained = f"train loss {result['loss']:.4f}" if result["loss"] is not None else "nothing left to train"

@@ -346,7 +346,11 @@ def _hub_examples(spec: TaskSpec, rows, source: str) -> Examples:
 
 def _read_records(path: str) -> tuple[list[str], list[dict], list[str]]:
     """Columns, rows and each row's place ("row 4": its line, the header being row 1; "record
-    3" in a JSON list) of a CSV, TSV, JSON (list of records, or columns) or JSON Lines file."""
+    3" in a JSON list) of a CSV, TSV, JSON (list of records, or columns) or JSON Lines file.
+
+    Raises DataError naming the row of a CSV/TSV row with more or fewer fields than the
+    header (an unquoted comma would otherwise shift a text into the label), or of a JSON
+    Lines line that is not JSON."""
     if not os.path.isfile(path):
         raise DataError(f"data file {path} does not exist")
     extension = os.path.splitext(path)[1].lower()
@@ -355,13 +359,22 @@ def _read_records(path: str) -> tuple[list[str], list[dict], list[str]]:
     text = read_text(path)
     if extension in (".csv", ".tsv"):
         options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if extension == ".tsv" else {}
-        reader = csv.DictReader(io.StringIO(text, newline=""), **options)
-        records, rows, line = [], [], 1
-        for record in reader:
-            records.append(record)
-            rows.append(f"row {line + 1}")
-            line = reader.line_num
-        columns = list(reader.fieldnames or [])
+        reader = csv.reader(io.StringIO(text, newline=""), **options)
+        columns, records, rows, line = None, [], [], 0
+        for fields in reader:
+            start, line = line + 1, reader.line_num
+            if not fields:
+                continue                            # a blank line
+            if columns is None:
+                columns = fields
+                continue
+            if len(fields) != len(columns):
+                separator = "tab-separated" if extension == ".tsv" else "comma-separated (quote a text holding a comma)"
+                raise DataError(f"{path}: row {start} has {len(fields)} {separator} fields; expected "
+                                f"{len(columns)} ({', '.join(columns)})")
+            records.append(dict(zip(columns, fields)))
+            rows.append(f"row {start}")
+        columns = columns or []
     else:
         try:
             data = json.loads(text)
@@ -372,17 +385,19 @@ def _read_records(path: str) -> tuple[list[str], list[dict], list[str]]:
         if isinstance(data, list):
             rows = [f"record {i + 1}" for i in range(len(data))]
         else:
-            numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-            try:
-                data = [json.loads(line) for _, line in numbered]
-            except json.JSONDecodeError as error:
-                raise DataError(
-                    f"{path} is neither a JSON list of records nor JSON Lines ({error}); "
-                    "expected one object per row"
-                ) from error
-            rows = [f"row {n}" for n, _ in numbered]
-        if not all(isinstance(record, dict) for record in data):
-            raise DataError(f"{path}: every row must be a JSON object of column: value; expected records")
+            data, rows = [], []
+            for n, line in enumerate(text.splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    data.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise DataError(f"{path}: row {n} is not JSON ({error.msg} at column {error.colno}); expected "
+                                    "a JSON list of records, or JSON Lines with one object per line") from None
+                rows.append(f"row {n}")
+        for where, record in zip(rows, data):
+            if not isinstance(record, dict):
+                raise DataError(f"{path}: {where} is {type(record).__name__}; expected a JSON object of column: value")
         records = data
         columns = list(dict.fromkeys(key for record in records for key in record))
     if not records:
@@ -413,8 +428,17 @@ def _detect_text_columns(path: str, columns: list[str], records: list[dict], lab
     texts = [name for name in columns
              if name not in skip and not all(_is_number(record.get(name)) for record in records[:100])]
     if not texts:
-        raise DataError(f"{path} has no text column among {columns}; name it with text_columns")
+        raise DataError(f"{path} has no text column among {columns}; name it with text_columns (--text_columns)")
     return tuple(texts[:2])
+
+
+def _text(path: str, where: str, record: dict, column: str) -> str:
+    """A record's text in `column`; DataError when the record lacks it (a JSON record without
+    the key, or null), which would otherwise train on an empty text."""
+    value = record.get(column)
+    if value is None:
+        raise DataError(f"{path}: {where} has no {column!r}; expected a text in every row")
+    return str(value)
 
 
 def _label_key(value: object) -> str:
@@ -466,7 +490,7 @@ def load_user_files(
         if label_column is None and first_split != TEST:
             raise DataError(
                 f"{first_path} has no label column (looked for {list(_LABEL_COLUMNS)}); "
-                f"columns present: {first_columns}; name it with label_column"
+                f"columns present: {first_columns}; name it with label_column (--label_column)"
             )
     if text_columns is None:
         text_columns = _detect_text_columns(first_path, first_columns, first_records, label_column)
@@ -499,7 +523,7 @@ def load_user_files(
 
     examples = {}
     for split, path in files.items():
-        columns, records, _ = tables[split]
+        columns, records, rows = tables[split]
         targets = None
         if split in raw_labels:
             if is_regression:
@@ -509,7 +533,7 @@ def load_user_files(
                                      label_rows[split])
         id_column = next((name for name in _ID_COLUMNS if name in columns), None)
         ids = _parse_ids([r.get(id_column) for r in records]) if id_column else list(range(len(records)))
-        texts = [["" if record.get(name) is None else str(record[name]) for record in records] for name in text_columns]
+        texts = [[_text(path, where, record, name) for record, where in zip(records, rows)] for name in text_columns]
         examples[split] = Examples(texts[0], texts[1] if len(texts) > 1 else None, targets, ids)
 
     spec = TaskSpec(

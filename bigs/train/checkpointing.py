@@ -120,7 +120,8 @@ class TrainCheckpointer:
             os.replace(source, target)
         if self._manager is not None:
             self._manager.reload()
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}" if str(error) else type(error).__name__
+        detail = str(error).split(" See full TensorStore details")[0].splitlines()
+        reason = f"{type(error).__name__}: {detail[0][:200]}" if detail else type(error).__name__
         warnings.warn(f"checkpoint step {step} cannot be restored ({reason}); moved it to {target} "
                       "and falling back to the step before", RuntimeWarning, stacklevel=3)
 

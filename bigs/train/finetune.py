@@ -53,7 +53,7 @@ from ..tokenizer import BiGSTokenizer
 from . import sharding
 from .loop import Batch, Task, TrainingArguments, train
 from .optim import make_optimizer, make_schedule
-from .output_dir import RunFolder
+from .output_dir import MODEL_FILES, RunFolder
 
 logger = logging.getLogger("bigs")
 
@@ -117,6 +117,9 @@ class FinetuneConfig(TrainingArguments):
             raise ConfigError(f"--pad_mode={self.pad_mode!r}; expected one of {', '.join(PAD_MODES)}")
         for name in ("max_seq_length", "pad_to_multiple_of"):
             if getattr(self, name) < 1:
+                raise ConfigError(f"--{name}={getattr(self, name)}; expected a positive integer")
+        for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name}={getattr(self, name)}; expected a positive integer")
         for name, default in (("eval_steps", "each epoch"), ("save_steps", "with each evaluation")):
             if getattr(self, name) is not None and getattr(self, name) < 1:
@@ -201,6 +204,10 @@ def load_model(config: FinetuneConfig, spec: TaskSpec) -> tuple[FlaxBiGSForSeque
     tokenizer_source = config.tokenizer_name or config.model_name_or_path
     if tokenizer_source is None:
         raise ConfigError("training from random initialisation needs tokenizer_name (a folder or a vocab.txt)")
+    if config.tokenizer_name is not None and not os.path.exists(config.tokenizer_name) and (
+            config.tokenizer_name.startswith((".", "/", "~")) or config.tokenizer_name.endswith((".txt", ".json"))):
+        raise DataError(f"--tokenizer_name {config.tokenizer_name!r} does not exist; expected a tokenizer folder "
+                        "or a vocab.txt")
     tokenizer = BiGSTokenizer.from_pretrained(tokenizer_source)
     if config.model_name_or_path is not None:
         model = FlaxBiGSForSequenceClassification.from_pretrained(
@@ -243,6 +250,7 @@ class FinetuneTask(Task):
         self.pad_id = tokenizer.pad_token_id
         self.eval_splits = [split for split in spec.eval_splits
                             if split in encoded and encoded[split].labels is not None]
+        self.outputs = (*MODEL_FILES, *(_prediction_file(spec, split) for split in spec.test_splits if split in encoded))
 
     @property
     def update_size(self) -> int:
@@ -264,6 +272,8 @@ class FinetuneTask(Task):
     def batches(self, start_step: int, position: dict | None) -> Iterator[Batch]:
         """The order is a function of (seed, epoch), so the step alone says where to resume."""
         data, accumulation = self.encoded[TRAIN], self.config.gradient_accumulation_steps
+        if len(data) == 0:
+            raise DataError(f"the training split of {self.spec.name} has no examples")
         per_epoch, step = self.steps_per_epoch(), start_step
         while True:
             epoch, skip = divmod(step, per_epoch)
@@ -377,7 +387,7 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
             params = FlaxBiGSForSequenceClassification.from_pretrained(config.output_dir).params
     else:
         folder = RunFolder(config.output_dir)
-        folder.check(None, resume=config.resume, overwrite=config.overwrite_output_dir)
+        folder.check(None, resume=config.resume, overwrite=config.overwrite_output_dir, outputs=task.outputs)
         folder.start(None, resumed_step=None, overwrite=config.overwrite_output_dir)
         model.save_pretrained(config.output_dir, tokenizer=tokenizer)
         if do_eval and task.eval_splits:
@@ -395,13 +405,16 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
     return results
 
 
+def _prediction_file(spec: TaskSpec, split: str) -> str:
+    """GLUE's submission file name (<Task>.tsv) for GLUE tasks; predict_results.tsv for the user's own files."""
+    return "predict_results.tsv" if spec.name == "custom" else submission_filename(spec.name, split)
+
+
 def _write_test_predictions(output_dir: str, spec: TaskSpec, split: str, predictions: np.ndarray, ids: list) -> str:
-    """GLUE submission file (<Task>.tsv) for GLUE tasks; predict_results.tsv (the same
-    `index<TAB>prediction` format, label strings) for the user's own files."""
+    """The test split's predictions as `index<TAB>prediction` lines (label strings, or scores)."""
+    path = os.path.join(output_dir, _prediction_file(spec, split))
     if spec.name == "custom":
-        path = os.path.join(output_dir, "predict_results.tsv")
         write_predictions(path, predictions, ids, spec.labels)
     else:
-        path = os.path.join(output_dir, submission_filename(spec.name, split))
         write_submission(path, spec.name, predictions, ids)
     return path

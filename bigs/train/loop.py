@@ -42,7 +42,7 @@ import optax
 from ..errors import ConfigError, NonFiniteError
 from . import sharding
 from .checkpointing import TrainCheckpointer
-from .output_dir import TENSORBOARD, RunFolder
+from .output_dir import MODEL_FILES, TENSORBOARD, RunFolder
 from .progress import Progress
 
 logger = logging.getLogger("bigs")
@@ -110,12 +110,14 @@ class TrainingArguments:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"--{name}={value}; expected a non-negative integer")
-        for name in ("learning_rate", "weight_decay", "adam_epsilon", "max_grad_norm", "cosine_schedule_alpha"):
+        for name in ("learning_rate", "adam_epsilon"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise ConfigError(f"--{name}={value}; expected a finite number > 0")
+        for name in ("weight_decay", "max_grad_norm", "cosine_schedule_alpha"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 raise ConfigError(f"--{name}={value}; expected a finite number >= 0")
-        if self.learning_rate == 0:
-            raise ConfigError("--learning_rate=0; expected > 0")
         for name in ("adam_beta1", "adam_beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"--{name}={getattr(self, name)}; expected a value in [0, 1)")
@@ -144,6 +146,8 @@ class Task(abc.ABC):
     unit = "ex"
     # True: export the best model at each evaluation (fine-tuning); False: the last, at the end
     keep_best = False
+    # the files `export` and `export_results` write in output_dir (never over a user's own)
+    outputs: tuple[str, ...] = MODEL_FILES
 
     @abc.abstractmethod
     def loss(self, params, micro: dict[str, jax.Array], dropout_rng) -> dict[str, jax.Array]:
@@ -252,7 +256,8 @@ def _all_finite(tree) -> jax.Array:
 def _stopped(problem: str, last_saved: int | None) -> NonFiniteError:
     kept = f"the latest checkpoint (step {last_saved})" if last_saved else "what output_dir held"
     return NonFiniteError(f"{problem}. Training stopped at the first non-finite value; {kept} and the best model are "
-                          "as they were (lower --learning_rate, or keep --max_grad_norm > 0)")
+                          "as they were. Try a lower --learning_rate, or --max_grad_norm > 0, with "
+                          "--overwrite_output_dir or another --output_dir")
 
 
 def _check_params(params, step: int, last_saved: int | None) -> None:
@@ -291,7 +296,7 @@ def train(task: Task, args: TrainingArguments, *, model, tx: optax.GradientTrans
     """
     is_main = jax.process_index() == 0
     folder = RunFolder(args.output_dir, writer=is_main)
-    resuming = folder.check(settings, resume=args.resume, overwrite=args.overwrite_output_dir)
+    resuming = folder.check(settings, resume=args.resume, overwrite=args.overwrite_output_dir, outputs=task.outputs)
 
     checkpointer = TrainCheckpointer(folder.checkpoints, keep=args.save_total_limit)
     step, state, meta = 0, None, {}
@@ -310,7 +315,8 @@ def train(task: Task, args: TrainingArguments, *, model, tx: optax.GradientTrans
     micro_sharding = sharding.batch_sharding(mesh, leading_dims=1)
     train_step = jax.jit(make_train_step(task.loss, tx), in_shardings=(state_shardings, micro_sharding),
                          out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=0)
-    logdir = folder.path / TENSORBOARD if is_main and args.report_to == "tensorboard" else None
+    logdir = (folder.path / TENSORBOARD if is_main and args.report_to == "tensorboard" and step < args.max_steps
+              else None)
     progress = Progress(args.max_steps, logdir, unit=task.unit, initial_step=step,
                         disable=args.disable_tqdm or not is_main)
     history, best = list(meta.get("history", [])), meta.get("best")

@@ -31,7 +31,9 @@ TENSORBOARD = "runs"
 # deletes ("run_config.json" and "tensorboard" are the names of earlier versions). Exported
 # models are not deleted: the new run replaces them, each file atomically.
 RUN_STATE = (SETTINGS, CHECKPOINTS, METRICS, TENSORBOARD, "eval_results.json", "run_config.json", "tensorboard")
-EXPORTED_MODEL = "flax_model.msgpack"
+# What an exported model is made of (save_pretrained with a tokenizer).
+MODEL_FILES = ("config.json", "flax_model.msgpack", "model.safetensors", "tokenizer.json", "vocab.txt",
+               "tokenizer_config.json")
 
 # What may differ when a run is resumed: how often it logs, evaluates and saves, how many
 # checkpoints it keeps, what it shows and how big its evaluation batches are. None of these
@@ -54,25 +56,33 @@ class RunFolder:
     def checkpoints(self) -> Path:
         return self.path / CHECKPOINTS
 
-    def holds_run(self) -> list[str]:
-        """The names of the run files already here (empty: a fresh folder)."""
-        names = [*RUN_STATE, EXPORTED_MODEL]
+    def present(self, names) -> list[str]:
+        """Those of `names` that exist in the folder."""
         return [name for name in names if (self.path / name).exists()]
 
-    def check(self, settings: dict[str, Any] | None, *, resume: bool | None, overwrite: bool) -> bool:
+    def check(self, settings: dict[str, Any] | None, *, resume: bool | None, overwrite: bool,
+              outputs=MODEL_FILES) -> bool:
         """Decide, before writing anything, whether this command starts afresh (False) or
         resumes the run in the folder (True).
 
         resume=None resumes a run found here, False refuses one (unless `overwrite`), True
         asks for one. `settings` None skips the comparison (a command that evaluates or
-        predicts without training). Raises ConfigError when the folder holds a run and neither resuming nor
-        overwriting was asked for, and RunMismatchError naming the first setting that differs
-        from the saved run's.
+        predicts without training). `outputs` names the other files the command writes.
+        Raises ConfigError when the folder holds a run and neither resuming nor overwriting
+        was asked for, or holds no run but files the command would replace (the user's own);
+        RunMismatchError naming the first setting that differs from the saved run's.
         """
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"output_dir {str(self.path)!r} is a file; expected a folder")
-        found = self.holds_run()
-        if overwrite or not found:
+        if overwrite:
+            return False
+        found = self.present(RUN_STATE)
+        if not found:
+            clash = self.present(outputs)
+            if clash:
+                raise ConfigError(f"output_dir {str(self.path)!r} holds files this command would replace "
+                                  f"({', '.join(clash)}) and no run; pass --overwrite_output_dir to replace them, "
+                                  "or choose another --output_dir")
             return False
         if resume is False:
             raise ConfigError(f"output_dir {str(self.path)!r} already holds a run ({', '.join(found)}); "

@@ -80,7 +80,8 @@ class Progress:
                 self.writer.add_scalar(f"{prefix}/{name}", value, step)
             self.writer.flush()
         if numbers:
-            shown = ", ".join(f"{k}={v:.4f}" for k, v in numbers.items())
+            shown = ", ".join(f"{k}={int(v)}" if isinstance(metrics[k], int) else f"{k}={v:.4f}"
+                              for k, v in numbers.items())
             self.bar.write(f"[{prefix} @ step {step}] {shown}")
 
     def reset_clock(self) -> None:

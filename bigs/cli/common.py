@@ -1,7 +1,8 @@
-"""The flags every training command shares (bigs.train.loop.TrainingArguments), defined once.
+"""What the commands share: the training flags, the console, and the exit codes.
 
-Each command passes its own defaults (fine-tuning's are transformers', pretraining's the
-original pretrain.py's) and the published spellings it must keep accepting as aliases.
+The flags of every training command (bigs.train.loop.TrainingArguments) are defined once
+here; each command passes its own defaults (fine-tuning's are transformers', pretraining's
+the original pretrain.py's) and the published spellings it must keep accepting as aliases.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from ..errors import BiGSError, NonFiniteError
 from ..runtime import NO_HUGEPAGES_FLAG
 
 # Exit codes: 2 for anything refused before training (bad flags, data, another run in
-# output_dir), 1 for a run that failed on the way (a non-finite loss).
-EXIT_REFUSED, EXIT_FAILED = 2, 1
+# output_dir), 1 for a run that failed on the way (a non-finite loss), 130 for Ctrl-C.
+EXIT_REFUSED, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 
 def add_training_flags(parser: argparse.ArgumentParser, defaults, aliases: dict[str, str] | None = None,
@@ -42,7 +43,7 @@ def add_training_flags(parser: argparse.ArgumentParser, defaults, aliases: dict[
         help="start over in an output_dir holding a run (its checkpoints, logs and results are deleted)")
     add(run, "resume", action="store_true", default=defaults.resume,
         help="continue the run in output_dir from its latest checkpoint (the same settings are required)")
-    add(run, "seed", type=int)
+    add(run, "seed", type=int, help="seed of the init, data order, dropout and masks")
     add(run, "logging_steps", type=int, help="log the mean loss and learning rate every n steps")
     add(run, "eval_steps", type=int, help="evaluate every n steps and at the end")
     add(run, "save_steps", type=int, help="save a training checkpoint every n steps and at the end")
@@ -53,18 +54,18 @@ def add_training_flags(parser: argparse.ArgumentParser, defaults, aliases: dict[
 
     optimiser = parser.add_argument_group("optimisation")
     add(optimiser, "max_steps", type=int, help="optimiser updates to run")
-    add(optimiser, "per_device_train_batch_size", type=int)
-    add(optimiser, "per_device_eval_batch_size", type=int)
+    add(optimiser, "per_device_train_batch_size", type=int, help="examples per device per micro-batch")
+    add(optimiser, "per_device_eval_batch_size", type=int, help="examples per device per evaluation batch")
     add(optimiser, "gradient_accumulation_steps", type=int,
         help="micro-batches per update; an update sees per-device batch x devices x this many examples")
     add(optimiser, "learning_rate", type=float, help="peak learning rate")
     add(optimiser, "schedule_type", choices=("linear", "cosine", "constant"), help="decay after the warm-up")
     add(optimiser, "cosine_schedule_alpha", type=float, help="cosine decay ends at this fraction of the peak")
-    add(optimiser, "warmup_steps", type=int)
+    add(optimiser, "warmup_steps", type=int, help="steps of linear warm-up from 0 to the peak")
     add(optimiser, "weight_decay", type=float, help="AdamW weight decay (never on biases and LayerNorm scales)")
-    add(optimiser, "adam_beta1", type=float)
-    add(optimiser, "adam_beta2", type=float)
-    add(optimiser, "adam_epsilon", type=float)
+    add(optimiser, "adam_beta1", type=float, help="AdamW beta1")
+    add(optimiser, "adam_beta2", type=float, help="AdamW beta2")
+    add(optimiser, "adam_epsilon", type=float, help="AdamW epsilon (> 0)")
     add(optimiser, "max_grad_norm", type=float, help="global-norm gradient clipping; 0 turns it off")
     add(optimiser, "dtype", choices=("float32", "bfloat16"), help="computation dtype (params stay float32)")
 
@@ -90,13 +91,60 @@ def arguments_from(namespace: argparse.Namespace, cls, **extra: Any):
     return cls(**values, **extra)
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """--help that shows a flag's default where it has one and its help does not already say."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        unset = action.default is None or action.default is False or action.default in ("", argparse.SUPPRESS)
+        if unset or "default" in help_text:
+            return help_text
+        return f"{help_text} (default: %(default)s)" if help_text else "default: %(default)s"
+
+
 def setup_logging() -> None:
-    """The training commands' console: progress from the `bigs` logger, and each warning
-    (a damaged checkpoint set aside, a file read as Windows-1252) on one line."""
+    """The commands' console: progress from the `bigs` logger, and each warning (a damaged
+    checkpoint set aside, a file read as Windows-1252) on one line."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("bigs").setLevel(logging.INFO)
-    warnings.showwarning = lambda message, category, *_: print(f"WARNING {category.__name__}: {message}",
-                                                               file=sys.stderr)
+    warnings.formatwarning = one_line_warning
+    sys.unraisablehook = _quiet_abandoned_checkpoint_reads
+    asyncio_logger = logging.getLogger("asyncio")
+    if _keep_unless_abandoned_checkpoint_read not in asyncio_logger.filters:
+        asyncio_logger.addFilter(_keep_unless_abandoned_checkpoint_read)
+
+
+def one_line_warning(message, category, *_, **__) -> str:
+    """A warning as the commands print it: one line, without Python's file and source line."""
+    return f"WARNING {category.__name__}: {message}\n"
+
+
+def _quiet_abandoned_checkpoint_reads(unraisable, default=sys.unraisablehook) -> None:
+    """Reading a damaged checkpoint fails in many of orbax's reads at once. Orbax keeps the
+    first error (reported as one warning by bigs.train.checkpointing) and abandons the rest:
+    their coroutines, and tensorstore's callbacks into the event loop orbax has closed by
+    then, would each print a traceback, hundreds of lines. Those are dropped; everything
+    else is shown as usual."""
+    code = getattr(unraisable.object, "cr_code", None)
+    if code is not None and "orbax" in code.co_filename:
+        return
+    error = unraisable.exc_value
+    if unraisable.object is None and isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+        return
+    default(unraisable)
+
+
+def _keep_unless_abandoned_checkpoint_read(record: logging.LogRecord) -> bool:
+    """The asyncio logger's side of the same: "Task exception was never retrieved" for one of
+    orbax's abandoned reads (logged when the task is collected) is dropped."""
+    message = record.getMessage()
+    return not (message.startswith("Task exception was never retrieved") and "/orbax/" in message)
+
+
+def interrupted(prog: str, how_to_continue: str) -> int:
+    """Ctrl-C: one line saying how to continue, instead of a traceback; exit 130 as a shell does."""
+    print(f"{prog}: interrupted; {how_to_continue}", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def report(prog: str, error: BiGSError) -> int:
