@@ -4,7 +4,8 @@ Every file the package writes goes through `atomic_writer` (or `write_text` / `w
 `write_json`, built on it): the data goes to a temporary file beside the target, is flushed
 to disk, and replaces the target with one `os.replace`. A reader then sees the old file or
 the new one, never a mix. Lines appended to a log (`append_line`) are one `os.write` each on
-an O_APPEND file, so a crash can tear at most the last line.
+an O_APPEND file, so a crash can tear at most the last line. `check_writable_folder` tells,
+before any work, whether an output folder can be made and written.
 """
 
 from __future__ import annotations
@@ -15,6 +16,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from .errors import ConfigError
+
+
+def check_writable_folder(path: str | os.PathLike, flag: str = "output_dir") -> None:
+    """ConfigError unless `path` is a folder, or can be made one, that this process may write in
+    (its nearest existing parent is a folder with write permission). `flag` names it in the message."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} is a file; expected a folder")
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} cannot be created: {str(existing)!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {str(path)!r} cannot be written: no write permission in {str(existing)!r}")
 
 
 @contextmanager

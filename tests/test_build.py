@@ -153,3 +153,28 @@ def test_folder_input_finds_text_files_in_subfolders(corpus_slice, vocab_file, t
                               "--vocab_file", str(vocab_file), "--max_seq_length", "64"]) == 0
     assert "train:" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out").glob("train_shard_*.hdf5"))
+
+
+def test_a_user_s_vocab_or_earlier_build_is_not_replaced_and_a_failed_build_leaves_nothing(
+        corpus_slice, vocab_file, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "vocab.txt").write_text("my own vocabulary\n")
+    argv = ["--input", str(corpus_slice[0]), "--output_dir", str(mine), "--max_seq_length", "64"]
+    assert build_shards_main([*argv, "--vocab_file", str(vocab_file)]) == 2
+    assert "already holds vocab.txt" in capsys.readouterr().err
+    assert (mine / "vocab.txt").read_text() == "my own vocabulary\n" and sorted(mine.iterdir()) == [mine / "vocab.txt"]
+    # The vocab.txt the build is given may be the one in output_dir.
+    (mine / "vocab.txt").write_bytes(vocab_file.read_bytes())
+    assert build_shards_main([*argv, "--vocab_file", str(mine / "vocab.txt")]) == 0
+    capsys.readouterr()
+    # An output_dir under a file, and a failed build that trained a vocabulary: one line, no debris.
+    (tmp_path / "afile").write_text("x")
+    assert build_shards_main([*argv[:2], "--output_dir", str(tmp_path / "afile" / "out"),
+                              "--vocab_file", str(vocab_file)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    (tmp_path / "empty.txt").write_text("\n\n")
+    assert build_shards_main(["--input", str(tmp_path / "empty.txt"), "--output_dir", str(tmp_path / "new"),
+                              "--train_vocab_size", "200"]) == 2
+    capsys.readouterr()
+    assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())

@@ -82,3 +82,25 @@ def test_interrupted_save_leaves_no_step(tmp_path):
     (tmp_path / "2.orbax-checkpoint-tmp-123").mkdir()
     restored = TrainCheckpointer(tmp_path).restore(_target())
     assert restored[0] == 1
+
+
+def test_ctrl_c_during_a_save_finishes_the_step_then_stops(tmp_path, monkeypatch):
+    import signal
+
+    checkpointer = TrainCheckpointer(tmp_path)
+    manager = checkpointer._open()
+    real_save = manager.save
+
+    def save_with_ctrl_c(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)          # Ctrl-C arrives as the save starts
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(manager, "save", save_with_ctrl_c)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        checkpointer.save(1, _state(1), {"step": 1})
+    checkpointer.close()
+    assert signal.getsignal(signal.SIGINT) is handler
+    step, state, meta = TrainCheckpointer(tmp_path).restore(_target())
+    assert step == 1 and meta == {"step": 1}
+    _assert_state_equal(state, _state(1))

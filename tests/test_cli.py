@@ -133,3 +133,49 @@ def test_warnings_print_as_one_line():
 
     line = one_line_warning("'/d/old.txt' is not UTF-8; read it as Windows-1252", UnicodeWarning, "/x/text.py", 61)
     assert line == "WARNING UnicodeWarning: '/d/old.txt' is not UTF-8; read it as Windows-1252\n"
+
+
+def test_demo_replaces_its_own_run_and_nothing_else(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "bigs_demo"
+    argv = ["--output_dir", str(out), "--max_steps", "1", "--disable_tqdm"]
+    assert demo.main(argv) == 0 and demo.main(argv) == 0          # the README command, run twice
+    assert json.loads((out / "run_settings.json").read_text())["command"] == "demo"
+    assert "order dev accuracy" in capsys.readouterr().out
+    # Another command's run and the user's own files are refused, untouched.
+    run = tmp_path / "pretraining"
+    (run / "checkpoints" / "1000").mkdir(parents=True)
+    (run / "run_settings.json").write_text(json.dumps({"command": "pretrain"}))
+    mine = tmp_path / "mine"
+    (mine / "data").mkdir(parents=True)
+    (mine / "data" / "notes.txt").write_text("keep me\n")
+    for folder, named in ((run, "run_settings.json, checkpoints"), (mine, "data")):
+        before = sorted(p for p in folder.rglob("*"))
+        assert demo.main(["--output_dir", str(folder), "--max_steps", "1"]) == 2
+        assert f"holds files the demo did not make ({named})" in capsys.readouterr().err
+        assert sorted(p for p in folder.rglob("*")) == before
+
+
+def test_predict_into_a_closed_pipe_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    from bigs import BiGSConfig, FlaxBiGSForSequenceClassification
+    from bigs.tokenizer import BiGSTokenizer
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world"]) + "\n")
+    config = BiGSConfig(vocab_size=7, hidden_size=16, num_hidden_layers=1, intermediate_size=32, num_ssm=4,
+                        max_position_embeddings=16, num_labels=2)
+    FlaxBiGSForSequenceClassification(config).save_pretrained(tmp_path / "cls",
+                                                               tokenizer=BiGSTokenizer.from_vocab(str(vocab)))
+    texts = tmp_path / "texts.txt"
+    texts.write_text("hello world\n" * 2000)
+    command = [sys.executable, "-c", "import sys; from bigs.cli.predict import main; sys.exit(main())",
+               "--model_name_or_path", str(tmp_path / "cls"), "--input_file", str(texts)]
+    reader = subprocess.Popen(["head", "-1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    writer = subprocess.run(command, stdout=reader.stdin, stderr=subprocess.PIPE, text=True, timeout=120)
+    reader.stdin.close()
+    assert reader.stdout.read().count(b"\n") == 1
+    assert writer.returncode == 141 and "Traceback" not in writer.stderr and "Broken pipe" not in writer.stderr

@@ -116,3 +116,32 @@ def test_a_folder_with_the_user_s_own_files_and_no_run_is_not_written_over(share
     assert glue.main(c13_argv(shared_dir, vocab_file, out)) == 2
     assert "holds files this command would replace (config.json) and no run" in capsys.readouterr().err
     assert (out / "config.json").read_text() == "{\"mine\": true}\n"
+
+
+def test_an_output_dir_that_cannot_be_made_is_one_line(shared_dir, vocab_file, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert glue.main(c13_argv(shared_dir, vocab_file, tmp_path / "afile" / "out")) == 2
+    err = capsys.readouterr().err
+    assert "cannot be created" in err and "is a file" in err and err.count("\n") == 1
+
+
+def test_resume_with_nothing_to_resume_is_refused(shared_dir, vocab_file, tmp_path, capsys):
+    assert glue.main(c13_argv(shared_dir, vocab_file, tmp_path / "typo", "--resume")) == 2
+    assert "holds no run to continue" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+
+
+def test_another_command_s_run_is_not_offered_a_resume(shared_dir, vocab_file, c13_run, tmp_path, capsys):
+    import json
+    import shutil
+
+    other = tmp_path / "pretrained"
+    shutil.copytree(c13_run, other)
+    settings = json.loads((other / SETTINGS).read_text())
+    (other / SETTINGS).write_text(json.dumps({**settings, "command": "pretrain"}))
+    before = snapshot(other)
+    for extra in ([], ["--resume"]):
+        assert glue.main(c13_argv(shared_dir, vocab_file, other, *extra)) == 2
+        err = capsys.readouterr().err
+        assert "holds a `bigs pretrain` run" in err and "pass --resume" not in err
+    assert snapshot(other) == before

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no_next_sentence", action="store_true",
                         help="single segments [CLS] A [SEP], no next_sentence_labels (as BiGS was trained)")
-    parser.add_argument("--overwrite", action="store_true", help="replace shards already in --output_dir")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier build (shards, data_info.json, vocab.txt) in --output_dir")
     return parser
 
 
@@ -51,10 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging()
     inputs = [item for group in args.input for item in group]
+    trained = None
     try:
         if args.train_vocab_size is not None:
             prepare_output_dir(Path(args.output_dir), args.overwrite)  # fail before training, not after
-            tokenizer = train_wordpiece(inputs, args.train_vocab_size, args.output_dir)
+            tokenizer = trained = train_wordpiece(inputs, args.train_vocab_size, args.output_dir)
         else:
             tokenizer = args.vocab_file
         info = build_shards(
@@ -66,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             next_sentence=not args.no_next_sentence, overwrite=args.overwrite,
         )
     except BiGSError as error:
+        if trained is not None:
+            trained.unlink(missing_ok=True)     # the vocabulary this failed build trained
         print(f"bigs build-shards: error: {error}", file=sys.stderr)
         return 2
     for split in ("train", "test"):

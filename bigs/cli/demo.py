@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from ..errors import BiGSError
+from ..errors import BiGSError, ConfigError
 from .common import add_hugepages_flag, interrupted, report, setup_logging
 
 # A BiGS small enough to train on two CPU cores in a minute or two.
@@ -21,7 +21,11 @@ DEMO_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 12
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bigs demo", allow_abbrev=False, description=__doc__.splitlines()[0])
-    parser.add_argument("--output_dir", default="bigs_demo", help="where the model and results go (overwritten)")
+    parser.add_argument("--output_dir", default="bigs_demo",
+                        help="where the data, model and results go; an earlier demo there is replaced, anything "
+                             "else is refused (default: bigs_demo)")
+    parser.add_argument("--overwrite_output_dir", action="store_true",
+                        help="replace what output_dir holds even if the demo did not make it")
     parser.add_argument("--task", choices=("order", "sst2"), default="order",
                         help="order: the built-in task (default); sst2: GLUE SST-2 from --data_dir")
     parser.add_argument("--data_dir", help="GLUE folder for --task sst2")
@@ -41,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     from ..data.demo_task import write_demo_files
     from ..train.finetune import FinetuneConfig, run
 
+    try:
+        _check_output_dir(args.output_dir, args.overwrite_output_dir)
+    except BiGSError as error:
+        return report("bigs demo", error)
     common = dict(output_dir=args.output_dir, overwrite_output_dir=True, learning_rate=args.learning_rate,
                   warmup_steps=50, weight_decay=0.01, per_device_train_batch_size=32,
                   per_device_eval_batch_size=128, num_train_epochs=args.num_train_epochs,
@@ -62,16 +70,36 @@ def main(argv: list[str] | None = None) -> int:
         example = "a gorgeous, witty, seductive movie."
     start = time.perf_counter()
     try:
-        results = run(config)
+        results = run(config, command="demo")
     except BiGSError as error:
         return report("bigs demo", error)
     except KeyboardInterrupt:
         return interrupted("bigs demo", "run it again to start over")
     minutes = (time.perf_counter() - start) / 60
-    print(f"\n{results['task']} dev {results['metric']}: {results['best_metric']:.4f} "
+    print(f"\n{args.task} dev {results['metric']}: {results['best_metric']:.4f} "
           f"(chance 0.5) after {minutes:.1f} min; model in {args.output_dir}")
     print(f"try it:  bigs predict --model_name_or_path {args.output_dir} \"{example}\"")
     return 0
+
+
+def _check_output_dir(output_dir: str, overwrite: bool) -> None:
+    """The demo replaces an earlier demo's folder (or its data alone, if that one was stopped
+    early); anything else there, another command's run or the user's files, only with
+    --overwrite_output_dir. ConfigError otherwise, before anything is written."""
+    from ..data.demo_task import DEMO_FILES
+    from ..train.output_dir import MODEL_FILES, RUN_STATE, RunFolder
+
+    folder = RunFolder(output_dir)
+    folder.check_writable()
+    if overwrite or folder.saved_command() == "demo" or not folder.path.is_dir():
+        return
+    data = folder.path / "data"
+    only_demo_data = data.is_dir() and set(os.listdir(data)) <= set(DEMO_FILES)
+    theirs = [name for name in folder.present((*RUN_STATE, *MODEL_FILES, "data"))
+              if not (name == "data" and only_demo_data)]
+    if theirs:
+        raise ConfigError(f"output_dir {output_dir!r} holds files the demo did not make ({', '.join(theirs)}); "
+                          "pass --overwrite_output_dir to replace them, or choose another --output_dir")
 
 
 if __name__ == "__main__":

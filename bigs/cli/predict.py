@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
 
 import numpy as np
@@ -92,8 +94,18 @@ def main(argv: list[str] | None = None) -> int:
     except BiGSError as error:
         print(f"bigs predict: error: {error}", file=sys.stderr)
         return 2
-    id2label = model.config.id2label
-    regression = model.config.problem_type == "regression" or model.config.num_labels == 1
+    try:
+        _print_rows(texts, pairs, logits, model.config)
+    except BrokenPipeError:             # `bigs predict ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+        return 128 + signal.SIGPIPE
+    return 0
+
+
+def _print_rows(texts, pairs, logits, config) -> None:
+    """One JSON line per text: the label and its probabilities, or the score (regression)."""
+    id2label = config.id2label
+    regression = config.problem_type == "regression" or config.num_labels == 1
     for i, text in enumerate(texts):
         row = {"text": text if pairs is None else [text, pairs[i]]}
         if regression:
@@ -103,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             probs /= probs.sum()
             row["label"] = id2label[int(probs.argmax())]
             row["probabilities"] = {id2label[k]: round(float(p), 4) for k, p in enumerate(probs)}
-        print(json.dumps(row))
-    return 0
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

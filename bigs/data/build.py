@@ -27,8 +27,8 @@ import numpy as np
 import tokenizers
 
 from ..errors import ConfigError, DataError
-from ..files import write_text
-from ..tokenizer import load_wordpiece, write_vocab
+from ..files import check_writable_folder, write_text
+from ..tokenizer import VOCAB_FILE, load_wordpiece, write_vocab
 from .masking import SpecialTokens, mask_examples
 from .shards import (DATA_INFO, NSP_FIELD, STREAM_PACK, STREAM_SHUFFLE, STREAM_SPLIT, STREAM_STATIC_MASK, stream_rng,
                      write_shard)
@@ -75,7 +75,9 @@ def build_shards(
       ConfigError: an argument is out of range (named with its value), or `tokenizer` is of
         another type.
       DataError: an input is missing, unreadable or holds no text; the vocabulary lacks a
-        special token; output_dir is a file, or holds shards and overwrite is False.
+        special token; output_dir holds an earlier build or another vocab.txt and overwrite
+        is False.
+      ConfigError: output_dir cannot be a writable folder (it is a file, or under one).
 
     Warns:
       UnicodeWarning: once for each input file that is not UTF-8 (bigs.data.text.read_text).
@@ -86,8 +88,7 @@ def build_shards(
     backend = _as_backend(tokenizer)
     special = SpecialTokens.from_tokenizer(backend)
     output_dir = Path(output_dir)
-    prepare_output_dir(output_dir, overwrite)
-    vocab_path = write_vocab(backend, output_dir)
+    prepare_output_dir(output_dir, overwrite, vocab=tokenizer if isinstance(tokenizer, (str, os.PathLike)) else None)
 
     files = expand_inputs(input_files)
     piece_length = max(1, (max_seq_length - 3) // 2)  # so a long sentence still leaves room for B
@@ -96,6 +97,7 @@ def build_shards(
     if not documents:
         raise DataError(f"input files {[str(f) for f in files]} hold no text; "
                         "expected documents separated by blank lines")
+    vocab_path = write_vocab(backend, output_dir)
     order = stream_rng(seed, STREAM_SPLIT).permutation(len(documents))
     num_heldout = 0
     if heldout_fraction > 0 and len(documents) > 1:
@@ -182,17 +184,23 @@ def _as_backend(tokenizer) -> tokenizers.Tokenizer:
     return backend
 
 
-def prepare_output_dir(output_dir: Path, overwrite: bool) -> None:
-    """Creates output_dir and deletes the shards in it when `overwrite`, else refuses them (DataError)."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise DataError(f"output_dir {str(output_dir)!r} is a file; expected a folder")
-    output_dir.mkdir(parents=True, exist_ok=True)
+def prepare_output_dir(output_dir: Path, overwrite: bool, vocab: str | os.PathLike | None = None) -> None:
+    """Checks that output_dir can take a build, before any work: ConfigError when it cannot be
+    a writable folder; DataError when it holds an earlier build (shards, data_info.json) or a
+    vocab.txt other than `vocab` (the one this build uses), unless `overwrite`. With
+    `overwrite`, the old shards are deleted."""
+    check_writable_folder(output_dir)
+    if not output_dir.is_dir():
+        return
     old = sorted(p for p in output_dir.iterdir() if re.fullmatch(r"(train|test)_shard_\d+\.hdf5", p.name))
-    if old and not overwrite:
-        raise DataError(
-            f"output_dir {str(output_dir)!r} already holds {len(old)} shards (e.g. {old[0].name}); "
-            "expected an empty folder, or pass overwrite=True (--overwrite)"
-        )
+    theirs = [p.name for p in old[:1]] + [name for name in (DATA_INFO, VOCAB_FILE) if (output_dir / name).exists()]
+    if vocab is not None and VOCAB_FILE in theirs and Path(vocab).exists() and \
+            (output_dir / VOCAB_FILE).samefile(vocab):
+        theirs.remove(VOCAB_FILE)
+    if theirs and not overwrite:
+        shown = f"{len(old)} shards (e.g. {old[0].name})" if old else ", ".join(theirs)
+        raise DataError(f"output_dir {str(output_dir)!r} already holds {shown}; expected a folder without an "
+                        "earlier build, or pass --overwrite to replace it")
     for path in old:
         path.unlink()
 

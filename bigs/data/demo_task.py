@@ -27,6 +27,8 @@ from ..tokenizer import SPECIAL_TOKENS
 WORDS = ("red", "blue", "fox", "owl", "sun", "tree", "rain", "stone", "river", "bird", "cloud", "leaf")
 FIRST, SECOND = "open", "close"
 LABELS = ("reversed", "in_order")
+# What write_demo_files writes.
+DEMO_FILES = ("vocab.txt", "train.csv", "validation.csv", "test.csv")
 
 
 def make_examples(n: int, seed: int, min_words: int = 6, max_words: int = 30) -> list[tuple[str, str]]:

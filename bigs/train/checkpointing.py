@@ -10,7 +10,9 @@
 Layout: `<directory>/<step>/state` (orbax StandardSave of the state pytree) and
 `<directory>/<step>/meta` (orbax JsonSave). Orbax writes each step to a temporary folder and
 renames it when complete, so a process killed mid-save leaves no half-written step behind,
-only a temporary folder that is ignored and cleaned up.
+only a temporary folder that is ignored and cleaned up. Ctrl-C during a save lets the save
+finish, then raises KeyboardInterrupt: the step is kept, and orbax's writer threads are not
+cut off mid-write (they would print tracebacks as the interpreter exits).
 
 What `restore` does with the latest step, in this order:
 - it does not fit the model (another param tree, another shape): `RunMismatchError`. That is
@@ -27,7 +29,10 @@ param tree). The exported model for from_pretrained is written by `save_pretrain
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import warnings
 from typing import Any
 
@@ -76,8 +81,9 @@ class TrainCheckpointer:
         """Writes step `step` atomically and blocks until done; drops steps beyond `keep`."""
         manager = self._open()
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        manager.save(int(step), args=args, force=True)
-        manager.wait_until_finished()
+        with interrupt_after():
+            manager.save(int(step), args=args, force=True)
+            manager.wait_until_finished()
 
     def restore(self, target: Any) -> tuple[int, Any, dict] | None:
         """The latest readable checkpoint as (step, state, meta), or None if there is none.
@@ -129,6 +135,26 @@ class TrainCheckpointer:
         if self._manager is not None:
             self._manager.close()
             self._manager = None
+
+
+@contextlib.contextmanager
+def interrupt_after():
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until the block is done, then
+    raise KeyboardInterrupt. Only in the main thread, where Python handles signals; the
+    previous handler is back in place on exit."""
+    previous = (signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread()
+                else None)
+    if previous is None or previous in (signal.SIG_IGN, signal.SIG_DFL):
+        yield
+        return
+    received = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def _path_name(path) -> str:

@@ -317,13 +317,14 @@ def _json_safe(value):
     return json.loads(json.dumps(value, default=str))
 
 
-def run_settings(config: FinetuneConfig, spec: TaskSpec, model, mesh, max_steps: int) -> dict[str, Any]:
+def run_settings(config: FinetuneConfig, spec: TaskSpec, model, mesh, max_steps: int,
+                 command: str = "glue") -> dict[str, Any]:
     """What a resumed fine-tuning run must agree with, in the order a difference is reported."""
     start = config.model_name_or_path
     if start is not None and os.path.isdir(start):
         start = os.path.abspath(start)
     return {
-        "command": "glue",
+        "command": command,
         "model": model.config.to_dict(),
         "labels": {"names": list(spec.labels), "regression": spec.is_regression},
         "data": {"task": spec.name, **_data_sources(config, spec), "max_train_samples": config.max_train_samples,
@@ -343,8 +344,9 @@ def run_settings(config: FinetuneConfig, spec: TaskSpec, model, mesh, max_steps:
 
 
 # ------------------------------------------------------------------------------- the run
-def run(config: FinetuneConfig) -> dict[str, Any]:
+def run(config: FinetuneConfig, command: str = "glue") -> dict[str, Any]:
     """Train, evaluate, keep the best model and predict the test split. Returns eval_results.
+    `command` names the run in run_settings.json (another command will not resume it).
 
     Raises a BiGSError subclass, before writing anything, for bad flags, data or an
     output_dir holding another run; NonFiniteError if training diverges.
@@ -380,7 +382,7 @@ def run(config: FinetuneConfig) -> dict[str, Any]:
                             b2=config.adam_beta2, eps=config.adam_epsilon,
                             max_grad_norm=config.max_grad_norm or None, freeze_kernel=config.freeze_kernel)
         summary = train(task, loop_args, model=model, tx=tx, schedule=schedule, mesh=mesh,
-                        settings=run_settings(config, spec, model, mesh, max_steps), params=model.params)
+                        settings=run_settings(config, spec, model, mesh, max_steps, command), params=model.params)
         results = _results(spec, config, summary)
         params = summary["best_params"]
         if params is None:  # resumed after the last evaluation: the best model is on disk

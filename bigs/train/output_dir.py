@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, RunMismatchError
-from ..files import append_line, write_json, write_text
+from ..files import append_line, check_writable_folder, write_json, write_text
 
 SETTINGS = "run_settings.json"
 CHECKPOINTS = "checkpoints"
@@ -68,22 +68,30 @@ class RunFolder:
         resume=None resumes a run found here, False refuses one (unless `overwrite`), True
         asks for one. `settings` None skips the comparison (a command that evaluates or
         predicts without training). `outputs` names the other files the command writes.
-        Raises ConfigError when the folder holds a run and neither resuming nor overwriting
-        was asked for, or holds no run but files the command would replace (the user's own);
-        RunMismatchError naming the first setting that differs from the saved run's.
+        Raises ConfigError when output_dir cannot be a writable folder; when it holds a run
+        and neither resuming nor overwriting was asked for, or another command's run; when
+        resume=True and it holds no run; when it holds no run but files the command would
+        replace (the user's own). RunMismatchError names the first setting that differs from
+        the saved run's.
         """
-        if self.path.exists() and not self.path.is_dir():
-            raise ConfigError(f"output_dir {str(self.path)!r} is a file; expected a folder")
+        self.check_writable()
         if overwrite:
             return False
         found = self.present(RUN_STATE)
         if not found:
+            if resume is True:
+                raise ConfigError(f"--resume: output_dir {str(self.path)!r} holds no run to continue; leave out "
+                                  "--resume to start a new run there, or give the folder of the run to continue")
             clash = self.present(outputs)
             if clash:
                 raise ConfigError(f"output_dir {str(self.path)!r} holds files this command would replace "
                                   f"({', '.join(clash)}) and no run; pass --overwrite_output_dir to replace them, "
                                   "or choose another --output_dir")
             return False
+        other = self.saved_command()
+        if settings is not None and other not in (None, settings.get("command")):
+            raise ConfigError(f"output_dir {str(self.path)!r} holds a `bigs {other}` run, not one this command can "
+                              "continue; pass --overwrite_output_dir to replace it, or choose another --output_dir")
         if resume is False:
             raise ConfigError(f"output_dir {str(self.path)!r} already holds a run ({', '.join(found)}); "
                               "pass --resume to continue it or --overwrite_output_dir to start again")
@@ -100,6 +108,17 @@ class RunFolder:
                                        "settings, or pass --overwrite_output_dir to start over (or another "
                                        "--output_dir)")
         return True
+
+    def check_writable(self) -> None:
+        """ConfigError unless output_dir is a folder, or can be made one, that we may write in."""
+        check_writable_folder(self.path)
+
+    def saved_command(self) -> str | None:
+        """The command of the run recorded here ("glue", "pretrain"), None when unknown."""
+        try:
+            return json.loads((self.path / SETTINGS).read_text(encoding="utf-8")).get("command")
+        except (OSError, ValueError, AttributeError):
+            return None
 
     def start(self, settings: dict[str, Any] | None, *, resumed_step: int | None, overwrite: bool) -> None:
         """After `check` and the restore: clear an overwritten run, record the settings (unless
