@@ -10,5 +10,5 @@ from bigs.cli.pretrain import main
 from bigs.runtime import relaunch_with_hugepages
 
 if __name__ == "__main__":
-    relaunch_with_hugepages()
+    relaunch_with_hugepages(say_now=False)
     sys.exit(main(prog="pretrain.py"))

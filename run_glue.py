@@ -12,5 +12,5 @@ from bigs.cli.glue import main
 from bigs.runtime import relaunch_with_hugepages
 
 if __name__ == "__main__":
-    relaunch_with_hugepages()
+    relaunch_with_hugepages(say_now=False)
     sys.exit(main(prog="run_glue.py"))

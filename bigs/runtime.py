@@ -9,7 +9,8 @@ transparent huge pages (2 MB) instead, which made CPU training steps faster
 glibc reads tunables only when a process starts, so the training commands (`bigs demo`,
 `bigs glue`, `bigs pretrain`, run_glue.py, pretrain.py) and the benchmark scripts start
 themselves again with the tunable added (`relaunch_with_hugepages`), first thing, and say so
-in one line on stderr. This applies on Linux with glibc 2.35 or newer and the kernel's
+in one line: the commands when training starts (`restart_notice`, so that a refused command
+prints only its error), the benchmarks at once. This applies on Linux with glibc 2.35 or newer and the kernel's
 transparent huge pages in "madvise" mode; `--no_hugepages` or BIGS_HUGEPAGES=0 turns it off.
 Only the commands do this: importing or calling the library changes no process state.
 Library users can export GLIBC_TUNABLES=glibc.malloc.hugetlb=1 themselves.
@@ -26,6 +27,8 @@ THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 OFF = ("0", "false", "no", "off")
 # The flag that keeps a command from restarting (each command's parser accepts it).
 NO_HUGEPAGES_FLAG = "--no_hugepages"
+# Carries the restart's notice into the restarted process, for `restart_notice`.
+NOTICE_VARIABLE = "BIGS_RESTART_NOTICE"
 
 
 def _glibc_version() -> tuple[int, int] | None:
@@ -95,17 +98,28 @@ def _restart_command() -> list[str] | None:
     return argv
 
 
-def relaunch_with_hugepages() -> None:
+def relaunch_with_hugepages(say_now: bool = True) -> None:
     """Replace this process by the same command with huge pages on, where that applies
     (`hugepage_environment`) and the command line does not hold --no_hugepages; otherwise
-    return. Says so in one line on stderr. Call it first thing, before any work: the process
+    return. The one line that says so goes to stderr now, or with say_now=False to the
+    restarted process's `restart_notice()`. Call it first thing, before any work: the process
     is started again from scratch."""
     environ = hugepage_environment()
     argv = _restart_command()
     if environ is None or argv is None or NO_HUGEPAGES_FLAG in sys.argv[1:]:
         return
-    print(f"restarting with GLIBC_TUNABLES={environ['GLIBC_TUNABLES']} (malloc on transparent huge pages: faster "
-          f"CPU training; {NO_HUGEPAGES_FLAG} or BIGS_HUGEPAGES=0 turns this off)", file=sys.stderr)
+    notice = (f"restarted with GLIBC_TUNABLES={environ['GLIBC_TUNABLES']} (malloc on transparent huge pages: "
+              f"faster CPU training; {NO_HUGEPAGES_FLAG} or BIGS_HUGEPAGES=0 turns this off)")
+    if say_now:
+        print(notice, file=sys.stderr)
+    else:
+        environ[NOTICE_VARIABLE] = notice
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, argv, environ)
+
+
+def restart_notice() -> str | None:
+    """The line saying this process was restarted with huge pages (relaunch_with_hugepages with
+    say_now=False), once: later calls, and processes this one starts, get None."""
+    return os.environ.pop(NOTICE_VARIABLE, None)

@@ -78,7 +78,7 @@ def test_relaunch_restarts_once_with_huge_pages_and_cuts_page_faults():
         pytest.skip("huge pages through malloc do not apply here (needs Linux, glibc >= 2.35, THP 'madvise')")
     starts, faults, said = run_probe()
     assert starts == ["start", "start glibc.malloc.hugetlb=1"]      # restarted once, with the tunable
-    assert said.count("restarting with GLIBC_TUNABLES=glibc.malloc.hugetlb=1") == 1 and "--no_hugepages" in said
+    assert said.count("restarted with GLIBC_TUNABLES=glibc.malloc.hugetlb=1") == 1 and "--no_hugepages" in said
     off_starts, off_faults, said = run_probe(BIGS_HUGEPAGES="0")
     assert off_starts == ["start"] and said == ""
     assert run_probe("--no_hugepages")[0] == ["start"]
@@ -93,3 +93,11 @@ def test_the_command_line_restarts_before_loading_jax():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "BiGSConfig"]
+
+
+def test_a_command_s_restart_notice_is_said_once(monkeypatch):
+    # The commands restart with say_now=False: the line waits for training (bigs.train.loop),
+    # so a command refused before training prints its one error line only.
+    monkeypatch.setenv(runtime.NOTICE_VARIABLE, "restarted with GLIBC_TUNABLES=glibc.malloc.hugetlb=1")
+    assert runtime.restart_notice() == "restarted with GLIBC_TUNABLES=glibc.malloc.hugetlb=1"
+    assert runtime.restart_notice() is None and runtime.NOTICE_VARIABLE not in os.environ

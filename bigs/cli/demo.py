@@ -13,14 +13,15 @@ import sys
 import time
 
 from ..errors import BiGSError, ConfigError
-from .common import add_hugepages_flag, interrupted, report, setup_logging
+from .common import HelpFormatter, add_hugepages_flag, interrupted, report, setup_logging
 
 # A BiGS small enough to train on two CPU cores in a minute or two.
 DEMO_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, "num_ssm": 16}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bigs demo", allow_abbrev=False, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bigs demo", allow_abbrev=False, description=__doc__.splitlines()[0],
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--output_dir", default="bigs_demo",
                         help="where the data, model and results go; an earlier demo there is replaced, anything "
                              "else is refused (default: bigs_demo)")
@@ -30,11 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="order: the built-in task (default); sst2: GLUE SST-2 from --data_dir")
     parser.add_argument("--data_dir", help="GLUE folder for --task sst2")
     parser.add_argument("--tokenizer_name", help="vocab.txt or tokenizer folder for --task sst2")
-    parser.add_argument("--num_train_epochs", type=float, default=8.0)
-    parser.add_argument("--max_steps", type=int, default=-1)
-    parser.add_argument("--learning_rate", type=float, default=3e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--disable_tqdm", action="store_true")
+    parser.add_argument("--num_train_epochs", type=float, default=8.0, help="passes over the training data")
+    parser.add_argument("--max_steps", type=int, default=-1,
+                        help="optimiser updates; 0 or less: as many as --num_train_epochs gives (default)")
+    parser.add_argument("--learning_rate", type=float, default=3e-3, help="peak learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the task's data, the init and the order")
+    parser.add_argument("--disable_tqdm", action="store_true", help="no progress bar")
     add_hugepages_flag(parser)
     return parser
 

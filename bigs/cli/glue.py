@@ -60,7 +60,8 @@ def build_parser(prog: str = "bigs glue") -> argparse.ArgumentParser:
 
     add_training_flags(parser, defaults, helps={
         "eval_steps": "evaluate, keep the best model and checkpoint every n steps (default: each epoch)",
-        "save_steps": "save a training checkpoint every n steps (default: with each evaluation)"})
+        "save_steps": "save a training checkpoint every n steps (default: with each evaluation)",
+        "max_steps": "optimiser updates to run; 0 or less: as many as --num_train_epochs gives (default)"})
     training = parser.add_argument_group("fine-tuning")
     training.add_argument("--num_train_epochs", type=float, default=defaults.num_train_epochs,
                           help="epochs to train, unless --max_steps > 0")

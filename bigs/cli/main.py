@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if as_command and name in TRAINING and "-h" not in rest and "--help" not in rest:
         from bigs.runtime import relaunch_with_hugepages
-        relaunch_with_hugepages()
+        relaunch_with_hugepages(say_now=False)
     target = COMMANDS[name][0]
     module_name, _, func = target.partition(":")
     entry = getattr(importlib.import_module(module_name), func or "main")

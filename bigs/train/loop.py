@@ -40,6 +40,7 @@ import numpy as np
 import optax
 
 from ..errors import ConfigError, NonFiniteError
+from ..runtime import restart_notice
 from . import sharding
 from .checkpointing import TrainCheckpointer
 from .output_dir import MODEL_FILES, TENSORBOARD, RunFolder
@@ -311,6 +312,9 @@ def train(task: Task, args: TrainingArguments, *, model, tx: optax.GradientTrans
     if state is None:
         state, _ = make_train_state(model, tx, args.seed, mesh, params)
     folder.start(settings, resumed_step=step, overwrite=args.overwrite_output_dir)
+    notice = restart_notice()       # a command restarted for huge pages says so now that it trains
+    if notice and is_main:
+        logger.info(notice)
 
     micro_sharding = sharding.batch_sharding(mesh, leading_dims=1)
     train_step = jax.jit(make_train_step(task.loss, tx), in_shardings=(state_shardings, micro_sharding),
