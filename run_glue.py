@@ -9,8 +9,9 @@
 import sys
 
 from bigs.cli.glue import main
+from bigs.cli.common import end_process
 from bigs.runtime import relaunch_with_hugepages
 
 if __name__ == "__main__":
     relaunch_with_hugepages(say_now=False)
-    sys.exit(main(prog="run_glue.py"))
+    sys.exit(end_process(main(prog="run_glue.py")))

@@ -21,18 +21,29 @@ from .errors import ConfigError
 
 
 def check_writable_folder(path: str | os.PathLike, flag: str = "output_dir") -> None:
-    """ConfigError unless `path` is a folder, or can be made one, that this process may write in
-    (its nearest existing parent is a folder with write permission). `flag` names it in the message."""
+    """ConfigError unless `path` is a folder, or can be made one, that this process may write
+    in. A folder that does not exist yet is made and removed again (so a later failure
+    leaves nothing behind); `flag` names it in the message."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{flag} {str(path)!r} is a file; expected a folder")
-    existing = path.absolute()
+    existing, missing = path.absolute(), []
     while not existing.exists() and existing != existing.parent:
+        missing.append(existing)
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(f"{flag} {str(path)!r} cannot be created: {str(existing)!r} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {str(path)!r} cannot be written: no write permission in {str(existing)!r}")
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+    except OSError as error:
+        raise ConfigError(f"{flag} {str(path)!r} cannot be created ({error.strerror})") from None
+    finally:
+        for folder in missing:
+            if folder.is_dir():
+                folder.rmdir()
 
 
 @contextmanager

@@ -176,5 +176,11 @@ def test_a_user_s_vocab_or_earlier_build_is_not_replaced_and_a_failed_build_leav
     (tmp_path / "empty.txt").write_text("\n\n")
     assert build_shards_main(["--input", str(tmp_path / "empty.txt"), "--output_dir", str(tmp_path / "new"),
                               "--train_vocab_size", "200"]) == 2
-    capsys.readouterr()
-    assert not (tmp_path / "new").exists() or not any((tmp_path / "new").iterdir())
+    assert "hold no text" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    # --overwrite with input that is refused leaves the earlier build as it was.
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    for vocab in (["--vocab_file", str(vocab_file)], ["--train_vocab_size", "200"]):
+        assert build_shards_main(["--input", str(tmp_path / "empty.txt"), "--output_dir", str(mine), "--overwrite",
+                                  *vocab]) == 2
+        assert {p.name: p.read_bytes() for p in mine.iterdir()} == before

@@ -150,7 +150,14 @@ def test_demo_replaces_its_own_run_and_nothing_else(tmp_path, capsys):
     mine = tmp_path / "mine"
     (mine / "data").mkdir(parents=True)
     (mine / "data" / "notes.txt").write_text("keep me\n")
-    for folder, named in ((run, "run_settings.json, checkpoints"), (mine, "data")):
+    own_data = tmp_path / "own_data"          # the demo's file names, the user's content
+    (own_data / "data").mkdir(parents=True)
+    (own_data / "data" / "train.csv").write_text("sentence,label\nmy precious data,1\n")
+    predictions = tmp_path / "predictions"
+    predictions.mkdir()
+    (predictions / "predict_results.tsv").write_text("index\tprediction\n")
+    for folder, named in ((run, "run_settings.json, checkpoints"), (mine, "data"), (own_data, "data"),
+                          (predictions, "predict_results.tsv")):
         before = sorted(p for p in folder.rglob("*"))
         assert demo.main(["--output_dir", str(folder), "--max_steps", "1"]) == 2
         assert f"holds files the demo did not make ({named})" in capsys.readouterr().err

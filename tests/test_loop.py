@@ -180,3 +180,29 @@ def test_an_update_is_the_same_however_its_examples_are_split(shared_dir, vocab_
         for name, record in runs.items():
             for metric in ("loss", "grad_norm"):
                 assert record[metric] == pytest.approx(reference[metric], rel=1e-5), (command, name, metric)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ctrl_c_that_python_swallows_is_still_noted():
+    """A Ctrl-C landing in a garbage-collector callback is dropped by Python ("Exception
+    ignored in ..."); the loop's note of it still stops training after the step."""
+    import gc
+    import os
+    import signal
+
+    from bigs.train.loop import _ctrl_c_noted
+
+    def callback(phase, info):
+        if phase == "start":
+            os.kill(os.getpid(), signal.SIGINT)       # raised in the callback: Python ignores it
+
+    with _ctrl_c_noted() as noted:
+        gc.callbacks.append(callback)
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.remove(callback)
+        assert noted == [signal.SIGINT]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt), _ctrl_c_noted():
+        os.kill(os.getpid(), signal.SIGINT)           # elsewhere it raises as usual

@@ -145,3 +145,14 @@ def test_another_command_s_run_is_not_offered_a_resume(shared_dir, vocab_file, c
         err = capsys.readouterr().err
         assert "holds a `bigs pretrain` run" in err and "pass --resume" not in err
     assert snapshot(other) == before
+
+
+def test_a_folder_that_cannot_be_made_is_found_before_any_work(tmp_path):
+    from bigs.errors import ConfigError
+    from bigs.files import check_writable_folder
+
+    check_writable_folder(tmp_path / "a" / "b")
+    assert not (tmp_path / "a").exists()                 # made to check, and removed again
+    if Path("/proc/self").is_dir():                      # Linux: no folder can be made in /proc
+        with pytest.raises(ConfigError, match="cannot be created"):
+            check_writable_folder("/proc/bigs_out")

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..data.build import build_shards, prepare_output_dir
+from ..data.build import build_shards, check_output_dir
 from ..errors import BiGSError
 from ..tokenizer import train_wordpiece
 from .common import setup_logging
@@ -52,24 +53,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging()
     inputs = [item for group in args.input for item in group]
-    trained = None
     try:
-        if args.train_vocab_size is not None:
-            prepare_output_dir(Path(args.output_dir), args.overwrite)  # fail before training, not after
-            tokenizer = trained = train_wordpiece(inputs, args.train_vocab_size, args.output_dir)
-        else:
-            tokenizer = args.vocab_file
-        info = build_shards(
-            inputs, args.output_dir, tokenizer,
-            max_seq_length=args.max_seq_length, masked_lm_prob=args.masked_lm_prob,
-            max_predictions_per_seq=args.max_predictions_per_seq, short_seq_prob=args.short_seq_prob,
-            dupe_factor=args.dupe_factor, heldout_fraction=args.heldout_fraction,
-            examples_per_shard=args.examples_per_shard, seed=args.seed,
-            next_sentence=not args.no_next_sentence, overwrite=args.overwrite,
-        )
+        with tempfile.TemporaryDirectory(prefix="bigs_vocab_") as scratch:
+            if args.train_vocab_size is not None:
+                check_output_dir(Path(args.output_dir), args.overwrite)  # fail before training, not after
+                # trained aside: build_shards writes it into output_dir once the input is known to hold text
+                tokenizer = train_wordpiece(inputs, args.train_vocab_size, scratch)
+            else:
+                tokenizer = args.vocab_file
+            info = build_shards(
+                inputs, args.output_dir, tokenizer,
+                max_seq_length=args.max_seq_length, masked_lm_prob=args.masked_lm_prob,
+                max_predictions_per_seq=args.max_predictions_per_seq, short_seq_prob=args.short_seq_prob,
+                dupe_factor=args.dupe_factor, heldout_fraction=args.heldout_fraction,
+                examples_per_shard=args.examples_per_shard, seed=args.seed,
+                next_sentence=not args.no_next_sentence, overwrite=args.overwrite,
+                tokenizer_source=(None if args.train_vocab_size is None else
+                                  f"WordPiece trained on the input (--train_vocab_size {args.train_vocab_size})"),
+            )
     except BiGSError as error:
-        if trained is not None:
-            trained.unlink(missing_ok=True)     # the vocabulary this failed build trained
         print(f"bigs build-shards: error: {error}", file=sys.stderr)
         return 2
     for split in ("train", "test"):

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..train.finetune import FinetuneConfig, run
 
     try:
-        _check_output_dir(args.output_dir, args.overwrite_output_dir)
+        _check_output_dir(args.output_dir, args.overwrite_output_dir, args.seed)
     except BiGSError as error:
         return report("bigs demo", error)
     common = dict(output_dir=args.output_dir, overwrite_output_dir=True, learning_rate=args.learning_rate,
@@ -84,21 +84,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _check_output_dir(output_dir: str, overwrite: bool) -> None:
-    """The demo replaces an earlier demo's folder (or its data alone, if that one was stopped
-    early); anything else there, another command's run or the user's files, only with
-    --overwrite_output_dir. ConfigError otherwise, before anything is written."""
-    from ..data.demo_task import DEMO_FILES
+def _check_output_dir(output_dir: str, overwrite: bool, seed: int) -> None:
+    """The demo replaces an earlier demo's folder, or the data alone that this same demo
+    writes (a demo stopped early); anything else there, another command's run or the
+    user's files, only with --overwrite_output_dir. ConfigError otherwise, before anything
+    is written."""
+    from ..data.demo_task import demo_files
     from ..train.output_dir import MODEL_FILES, RUN_STATE, RunFolder
 
     folder = RunFolder(output_dir)
     folder.check_writable()
     if overwrite or folder.saved_command() == "demo" or not folder.path.is_dir():
         return
-    data = folder.path / "data"
-    only_demo_data = data.is_dir() and set(os.listdir(data)) <= set(DEMO_FILES)
-    theirs = [name for name in folder.present((*RUN_STATE, *MODEL_FILES, "data"))
-              if not (name == "data" and only_demo_data)]
+    data, expected = folder.path / "data", demo_files(seed=seed)
+    ours = data.is_dir() and all(path.name in expected and path.is_file()
+                                 and path.read_text(encoding="utf-8", errors="replace") == expected[path.name]
+                                 for path in data.iterdir())
+    theirs = [name for name in folder.present((*RUN_STATE, *MODEL_FILES, "predict_results.tsv", "data"))
+              if not (name == "data" and ours)]
     if theirs:
         raise ConfigError(f"output_dir {output_dir!r} holds files the demo did not make ({', '.join(theirs)}); "
                           "pass --overwrite_output_dir to replace them, or choose another --output_dir")

@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     target = COMMANDS[name][0]
     module_name, _, func = target.partition(":")
     entry = getattr(importlib.import_module(module_name), func or "main")
-    return entry(rest)
+    code = entry(rest)
+    if as_command:
+        from bigs.cli.common import end_process
+        return end_process(code)
+    return code
 
 
 if __name__ == "__main__":

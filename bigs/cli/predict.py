@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:             # `bigs predict ... | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
         return 128 + signal.SIGPIPE
+    except OSError as error:            # a full disk, say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"bigs predict: error: cannot write the predictions ({error.strerror})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -49,6 +49,7 @@ def build_shards(
     seed: int = 0,
     next_sentence: bool = True,
     overwrite: bool = False,
+    tokenizer_source: str | None = None,
 ) -> dict:
     """Builds statically masked train and held-out shards from raw text; returns data_info.
 
@@ -64,7 +65,10 @@ def build_shards(
         or the path of a vocab.txt.
       next_sentence: pack [CLS] A [SEP] B [SEP] pairs with next_sentence_labels; False packs
         single segments (segment_ids all 0), as the corpus BiGS was trained on.
-      overwrite: replace shards already in output_dir instead of refusing.
+      overwrite: replace an earlier build in output_dir instead of refusing (its shards are
+        deleted only once the new input is known to hold text).
+      tokenizer_source: what data_info records as the tokenizer's source (default: the
+        path given, or the tokenizer's type).
 
     Returns:
       data_info (also written as output_dir/data_info.json): the arguments, the vocabulary's
@@ -84,11 +88,13 @@ def build_shards(
     """
     _check_build_arguments(max_seq_length, masked_lm_prob, max_predictions_per_seq, short_seq_prob,
                            dupe_factor, heldout_fraction, examples_per_shard)
-    source = str(tokenizer) if isinstance(tokenizer, (str, os.PathLike)) else type(tokenizer).__name__
+    source = tokenizer_source or (str(tokenizer) if isinstance(tokenizer, (str, os.PathLike))
+                                  else type(tokenizer).__name__)
     backend = _as_backend(tokenizer)
     special = SpecialTokens.from_tokenizer(backend)
     output_dir = Path(output_dir)
-    prepare_output_dir(output_dir, overwrite, vocab=tokenizer if isinstance(tokenizer, (str, os.PathLike)) else None)
+    old_shards = check_output_dir(output_dir, overwrite,
+                                  vocab=tokenizer if isinstance(tokenizer, (str, os.PathLike)) else None)
 
     files = expand_inputs(input_files)
     piece_length = max(1, (max_seq_length - 3) // 2)  # so a long sentence still leaves room for B
@@ -97,6 +103,8 @@ def build_shards(
     if not documents:
         raise DataError(f"input files {[str(f) for f in files]} hold no text; "
                         "expected documents separated by blank lines")
+    for path in old_shards:         # replaced only now that the input is known to be good
+        path.unlink()
     vocab_path = write_vocab(backend, output_dir)
     order = stream_rng(seed, STREAM_SPLIT).permutation(len(documents))
     num_heldout = 0
@@ -184,14 +192,15 @@ def _as_backend(tokenizer) -> tokenizers.Tokenizer:
     return backend
 
 
-def prepare_output_dir(output_dir: Path, overwrite: bool, vocab: str | os.PathLike | None = None) -> None:
-    """Checks that output_dir can take a build, before any work: ConfigError when it cannot be
-    a writable folder; DataError when it holds an earlier build (shards, data_info.json) or a
-    vocab.txt other than `vocab` (the one this build uses), unless `overwrite`. With
-    `overwrite`, the old shards are deleted."""
+def check_output_dir(output_dir: Path, overwrite: bool, vocab: str | os.PathLike | None = None) -> list[Path]:
+    """Checks, before any work, that output_dir can take a build; returns the shards of an
+    earlier build there (to delete once the new input is known to be good). ConfigError
+    when it cannot be a writable folder; DataError when it holds an earlier build (shards,
+    data_info.json) or a vocab.txt other than `vocab` (the one this build uses), unless
+    `overwrite`. Writes nothing."""
     check_writable_folder(output_dir)
     if not output_dir.is_dir():
-        return
+        return []
     old = sorted(p for p in output_dir.iterdir() if re.fullmatch(r"(train|test)_shard_\d+\.hdf5", p.name))
     theirs = [p.name for p in old[:1]] + [name for name in (DATA_INFO, VOCAB_FILE) if (output_dir / name).exists()]
     if vocab is not None and VOCAB_FILE in theirs and Path(vocab).exists() and \
@@ -201,8 +210,7 @@ def prepare_output_dir(output_dir: Path, overwrite: bool, vocab: str | os.PathLi
         shown = f"{len(old)} shards (e.g. {old[0].name})" if old else ", ".join(theirs)
         raise DataError(f"output_dir {str(output_dir)!r} already holds {shown}; expected a folder without an "
                         "earlier build, or pass --overwrite to replace it")
-    for path in old:
-        path.unlink()
+    return old
 
 
 def _tokenize_documents(documents: list[list[str]], tokenizer: tokenizers.Tokenizer, piece_length: int):

@@ -27,10 +27,6 @@ from ..tokenizer import SPECIAL_TOKENS
 WORDS = ("red", "blue", "fox", "owl", "sun", "tree", "rain", "stone", "river", "bird", "cloud", "leaf")
 FIRST, SECOND = "open", "close"
 LABELS = ("reversed", "in_order")
-# What write_demo_files writes.
-DEMO_FILES = ("vocab.txt", "train.csv", "validation.csv", "test.csv")
-
-
 def make_examples(n: int, seed: int, min_words: int = 6, max_words: int = 30) -> list[tuple[str, str]]:
     """n (sentence, label) pairs, half "in_order" and half "reversed"."""
     rng = np.random.default_rng(seed)
@@ -46,23 +42,24 @@ def make_examples(n: int, seed: int, min_words: int = 6, max_words: int = 30) ->
     return [examples[i] for i in order]
 
 
-def write_demo_vocab(path: str) -> str:
-    """A WordPiece vocab.txt: the special tokens and the task's words."""
-    write_text(path, "".join(token + "\n" for token in (*SPECIAL_TOKENS, FIRST, SECOND, *WORDS)))
-    return path
-
-
-def write_demo_files(directory: str, num_train: int = 4000, num_eval: int = 500, num_test: int = 100,
-                     seed: int = 0) -> dict[str, str]:
-    """Write train.csv, validation.csv, test.csv (no labels) and vocab.txt; return their paths."""
-    os.makedirs(directory, exist_ok=True)
-    paths = {"vocab": write_demo_vocab(os.path.join(directory, "vocab.txt"))}
+def demo_files(num_train: int = 4000, num_eval: int = 500, num_test: int = 100, seed: int = 0) -> dict[str, str]:
+    """{file name: content} of the task: vocab.txt (the special tokens and the task's words),
+    train.csv, validation.csv and test.csv (no labels). A function of the arguments alone."""
+    files = {"vocab.txt": "".join(token + "\n" for token in (*SPECIAL_TOKENS, FIRST, SECOND, *WORDS))}
     for offset, (split, n) in enumerate((("train", num_train), ("validation", num_eval), ("test", num_test))):
-        path = os.path.join(directory, f"{split}.csv")
         rows = io.StringIO(newline="")
         writer = csv.writer(rows)
         writer.writerow(["sentence"] if split == "test" else ["sentence", "label"])
         for sentence, label in make_examples(n, seed + 1000 * offset):
             writer.writerow([sentence] if split == "test" else [sentence, label])
-        paths[split] = str(write_text(path, rows.getvalue()))
+        files[f"{split}.csv"] = rows.getvalue()
+    return files
+
+
+def write_demo_files(directory: str, num_train: int = 4000, num_eval: int = 500, num_test: int = 100,
+                     seed: int = 0) -> dict[str, str]:
+    """Write `demo_files` into `directory`; return their paths as {"vocab", "train", "validation", "test"}."""
+    paths = {}
+    for name, text in demo_files(num_train, num_eval, num_test, seed).items():
+        paths[name.split(".")[0]] = str(write_text(os.path.join(directory, name), text))
     return paths

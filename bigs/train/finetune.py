@@ -45,7 +45,7 @@ from ..data.batching import Batching, Encoded, encode, make_batch, steps_per_epo
 from ..data.glue import (TRAIN, Examples, TaskSpec, get_task, glue_files, load_glue_hub, load_glue_tsv,
                          load_user_files, submission_filename, write_predictions, write_submission)
 from ..errors import ConfigError, DataError
-from ..files import write_json
+from ..files import check_writable_folder, write_json
 from ..metrics import compute_generic_metrics, compute_metrics
 from ..modeling import FlaxBiGSForSequenceClassification
 from ..predict import predict_logits, to_predictions
@@ -352,6 +352,7 @@ def run(config: FinetuneConfig, command: str = "glue") -> dict[str, Any]:
     output_dir holding another run; NonFiniteError if training diverges.
     """
     config.validate()
+    check_writable_folder(config.output_dir)
     phases_given = config.do_train or config.do_eval or config.do_predict
     do_train, do_eval, do_predict = ((config.do_train, config.do_eval, config.do_predict) if phases_given
                                      else (True, True, True))

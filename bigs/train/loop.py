@@ -29,8 +29,11 @@ Integrity:
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import logging
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -328,8 +331,10 @@ def train(task: Task, args: TrainingArguments, *, model, tx: optax.GradientTrans
     pending: list[tuple[int, dict]] = []                                  # steps not yet fetched
     last_train, last_eval, best_params, last_saved = None, None, None, step or None
     batches = task.batches(step, meta.get("data_position"))
-    try:
+    with _ctrl_c_noted() as ctrl_c, _closing(progress, checkpointer):
         while step < args.max_steps:
+            if ctrl_c:
+                raise KeyboardInterrupt
             batch = next(batches)
             state, metrics = train_step(state, sharding.global_batch(batch.arrays, micro_sharding))
             step += 1
@@ -370,13 +375,44 @@ def train(task: Task, args: TrainingArguments, *, model, tx: optax.GradientTrans
                                                 "log_window": window})
                 last_saved = step
                 progress.reset_clock()
-    finally:
-        progress.close()
-        checkpointer.close()
     if not task.keep_best:
         best_params = _export(task, state["params"], step, is_main, last_saved)
     return {"step": step, "train": last_train, "last_eval": last_eval, "best_params": best_params,
             **_summary(best, history)}
+
+
+@contextlib.contextmanager
+def _closing(progress: Progress, checkpointer: TrainCheckpointer):
+    try:
+        yield
+    finally:
+        progress.close()
+        checkpointer.close()
+
+
+@contextlib.contextmanager
+def _ctrl_c_noted():
+    """Yield a list that gets an entry at each Ctrl-C (SIGINT), which still raises
+    KeyboardInterrupt as usual. Python drops an exception raised where it cannot propagate
+    (in a garbage-collector callback of jax's, for one), so a Ctrl-C landing there would be
+    lost and training would go on; the loop checks the list after every step. Main thread
+    only; the previous handler is back in place on exit."""
+    noted: list[int] = []
+    previous = (signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread()
+                else None)
+    if previous is not signal.default_int_handler:
+        yield noted
+        return
+
+    def note_and_raise(signum, frame):
+        noted.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note_and_raise)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _export(task: Task, params, step: int, is_main: bool, last_saved: int | None):

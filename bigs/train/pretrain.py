@@ -30,6 +30,7 @@ from ..config import BiGSConfig
 from ..data.masking import labels_from_positions
 from ..data.shards import DataPosition, ShardDataset
 from ..errors import ConfigError, DataError, NonFiniteError
+from ..files import check_writable_folder
 from ..modeling import FlaxBiGSForMaskedLM, FlaxBiGSForMaskedLMModule
 from . import sharding
 from .loop import Batch, Task, TrainingArguments, train
@@ -236,6 +237,7 @@ def run_pretraining(args: PretrainArgs) -> dict[str, Any]:
     NonFiniteError if training diverges.
     """
     args.validate()
+    check_writable_folder(args.output_dir)
     train_data = ShardDataset(args.dataset_path, args.max_train_shards, seed=args.seed,
                               dynamic_masking=args.dynamic_masking)
     vocab_size = args.vocab_size or train_data.special_tokens.vocab_size
