@@ -6,8 +6,8 @@
 
 import sys
 
-from bigs.cli.pretrain import main
 from bigs.cli.common import end_process
+from bigs.cli.pretrain import main
 from bigs.runtime import relaunch_with_hugepages
 
 if __name__ == "__main__":

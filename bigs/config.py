@@ -314,7 +314,8 @@ class BiGSConfig:
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path} is not valid JSON: {err}") from None
         except OSError as err:
-            raise ConfigError(f"config file {str(path)!r} cannot be read ({err.strerror}); expected a config.json") from None
+            raise ConfigError(f"config file {str(path)!r} cannot be read ({err.strerror}); "
+                              "expected a config.json") from None
         return cls.from_dict(data, **overrides)
 
     @classmethod

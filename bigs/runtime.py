@@ -10,8 +10,9 @@ glibc reads tunables only when a process starts, so the training commands (`bigs
 `bigs glue`, `bigs pretrain`, run_glue.py, pretrain.py) and the benchmark scripts start
 themselves again with the tunable added (`relaunch_with_hugepages`), first thing, and say so
 in one line: the commands when training starts (`restart_notice`, so that a refused command
-prints only its error), the benchmarks at once. This applies on Linux with glibc 2.35 or newer and the kernel's
-transparent huge pages in "madvise" mode; `--no_hugepages` or BIGS_HUGEPAGES=0 turns it off.
+prints only its error), the benchmarks at once. This applies on Linux with glibc 2.35 or
+newer and the kernel's transparent huge pages in "madvise" mode; `--no_hugepages` or
+BIGS_HUGEPAGES=0 turns it off.
 Only the commands do this: importing or calling the library changes no process state.
 Library users can export GLIBC_TUNABLES=glibc.malloc.hugetlb=1 themselves.
 """

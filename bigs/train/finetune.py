@@ -250,7 +250,8 @@ class FinetuneTask(Task):
         self.pad_id = tokenizer.pad_token_id
         self.eval_splits = [split for split in spec.eval_splits
                             if split in encoded and encoded[split].labels is not None]
-        self.outputs = (*MODEL_FILES, *(_prediction_file(spec, split) for split in spec.test_splits if split in encoded))
+        self.outputs = (*MODEL_FILES,
+                        *(_prediction_file(spec, split) for split in spec.test_splits if split in encoded))
 
     @property
     def update_size(self) -> int:
