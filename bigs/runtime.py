@@ -15,12 +15,19 @@ newer and the kernel's transparent huge pages in "madvise" mode; `--no_hugepages
 BIGS_HUGEPAGES=0 turns it off.
 Only the commands do this: importing or calling the library changes no process state.
 Library users can export GLIBC_TUNABLES=glibc.malloc.hugetlb=1 themselves.
+
+`sigint_handler` is the one exception, and it is temporary: training and checkpoint saves
+handle Ctrl-C themselves while they run (bigs.train.loop, bigs.train.checkpointing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TUNABLE = "glibc.malloc.hugetlb"
@@ -124,3 +131,20 @@ def restart_notice() -> str | None:
     """The line saying this process was restarted with huge pages (relaunch_with_hugepages with
     say_now=False), once: later calls, and processes this one starts, get None."""
     return os.environ.pop(NOTICE_VARIABLE, None)
+
+
+@contextlib.contextmanager
+def sigint_handler(handler: Callable, replaces: Callable[[Callable], bool]) -> Iterator[bool]:
+    """Handle Ctrl-C (SIGINT) with `handler(signum, frame)` inside the block, where Python can:
+    in the main thread, and only over a Python handler in place for which `replaces(it)` is
+    true. Yields whether `handler` was installed; the previous handler is back on exit."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if in_main else None
+    if not callable(previous) or not replaces(previous):
+        yield False
+        return
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield True
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import threading
 import warnings
 from typing import Any
 
@@ -41,6 +39,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from ..errors import RunMismatchError
+from ..runtime import sigint_handler
 
 # Failures of the machine, not of the checkpoint's bytes: never a reason to discard a step.
 _NOT_DAMAGE = (PermissionError, MemoryError, KeyboardInterrupt)
@@ -142,17 +141,9 @@ def interrupt_after():
     """Hold a Ctrl-C (SIGINT) that arrives inside the block until the block is done, then
     raise KeyboardInterrupt. Only in the main thread, where Python handles signals; the
     previous handler is back in place on exit."""
-    previous = (signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread()
-                else None)
-    if previous is None or previous in (signal.SIG_IGN, signal.SIG_DFL):
-        yield
-        return
     received = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
+    with sigint_handler(lambda signum, frame: received.append(signum), replaces=lambda previous: True):
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if received:
         raise KeyboardInterrupt
 

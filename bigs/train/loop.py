@@ -33,7 +33,6 @@ import contextlib
 import dataclasses
 import logging
 import signal
-import threading
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -43,7 +42,7 @@ import numpy as np
 import optax
 
 from ..errors import ConfigError, NonFiniteError
-from ..runtime import restart_notice
+from ..runtime import restart_notice, sigint_handler
 from . import sharding
 from .checkpointing import TrainCheckpointer
 from .output_dir import MODEL_FILES, TENSORBOARD, RunFolder
@@ -395,24 +394,16 @@ def _ctrl_c_noted():
     """Yield a list that gets an entry at each Ctrl-C (SIGINT), which still raises
     KeyboardInterrupt as usual. Python drops an exception raised where it cannot propagate
     (in a garbage-collector callback of jax's, for one), so a Ctrl-C landing there would be
-    lost and training would go on; the loop checks the list after every step. Main thread
-    only; the previous handler is back in place on exit."""
+    lost and training would go on; the loop checks the list after every step. Only over
+    Python's default handler, in the main thread; the previous handler is back on exit."""
     noted: list[int] = []
-    previous = (signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread()
-                else None)
-    if previous is not signal.default_int_handler:
-        yield noted
-        return
 
     def note_and_raise(signum, frame):
         noted.append(signum)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, note_and_raise)
-    try:
+    with sigint_handler(note_and_raise, replaces=lambda previous: previous is signal.default_int_handler):
         yield noted
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _export(task: Task, params, step: int, is_main: bool, last_saved: int | None):

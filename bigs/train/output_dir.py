@@ -3,7 +3,7 @@ run, and whether a resumed command is that same run.
 
 A run writes, beside what its task exports (the model, eval_results.json, predictions):
 
-    run_settings.json   what a resume must agree with (`RunSettings`), written at the start
+    run_settings.json   what a resume must agree with, written at the start
     checkpoints/        training checkpoints (checkpointing.py)
     metrics.jsonl       one JSON record per logged step and per evaluation
     runs/               TensorBoard logs
@@ -88,20 +88,18 @@ class RunFolder:
                                   f"({', '.join(clash)}) and no run; pass --overwrite_output_dir to replace them, "
                                   "or choose another --output_dir")
             return False
-        other = self.saved_command()
+        saved, unreadable = self._read_settings()
+        other = saved.get("command") if saved is not None else None
         if settings is not None and other not in (None, settings.get("command")):
             raise ConfigError(f"output_dir {str(self.path)!r} holds a `bigs {other}` run, not one this command can "
                               "continue; pass --overwrite_output_dir to replace it, or choose another --output_dir")
         if resume is False:
             raise ConfigError(f"output_dir {str(self.path)!r} already holds a run ({', '.join(found)}); "
                               "pass --resume to continue it or --overwrite_output_dir to start again")
-        saved_path = self.path / SETTINGS
-        if settings is not None and saved_path.is_file():
-            try:
-                saved = json.loads(saved_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as error:
-                raise RunMismatchError(f"{saved_path} cannot be read ({error}); cannot tell whether this command "
-                                       "continues that run; pass --overwrite_output_dir to start again") from None
+        if settings is not None and unreadable is not None:
+            raise RunMismatchError(f"{self.path / SETTINGS} cannot be read ({unreadable}); cannot tell whether this "
+                                   "command continues that run; pass --overwrite_output_dir to start again")
+        if settings is not None and saved is not None:
             difference = first_difference(saved, json.loads(json.dumps(settings)))
             if difference is not None:
                 raise RunMismatchError(f"{str(self.path)!r} holds another run: {difference}; resume with the same "
@@ -115,10 +113,20 @@ class RunFolder:
 
     def saved_command(self) -> str | None:
         """The command of the run recorded here ("glue", "pretrain"), None when unknown."""
+        saved, _ = self._read_settings()
+        return saved.get("command") if saved is not None else None
+
+    def _read_settings(self) -> tuple[dict[str, Any] | None, str | None]:
+        """(the saved run_settings.json, None); (None, why it cannot be read); (None, None)
+        when there is none."""
+        path = self.path / SETTINGS
+        if not path.is_file():
+            return None, None
         try:
-            return json.loads((self.path / SETTINGS).read_text(encoding="utf-8")).get("command")
-        except (OSError, ValueError, AttributeError):
-            return None
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            return None, str(error)
+        return (saved, None) if isinstance(saved, dict) else (None, f"a JSON {type(saved).__name__}, not an object")
 
     def start(self, settings: dict[str, Any] | None, *, resumed_step: int | None, overwrite: bool) -> None:
         """After `check` and the restore: clear an overwritten run, record the settings (unless
