@@ -273,8 +273,6 @@ class FinetuneTask(Task):
     def batches(self, start_step: int, position: dict | None) -> Iterator[Batch]:
         """The order is a function of (seed, epoch), so the step alone says where to resume."""
         data, accumulation = self.encoded[TRAIN], self.config.gradient_accumulation_steps
-        if len(data) == 0:
-            raise DataError(f"the training split of {self.spec.name} has no examples")
         per_epoch, step = self.steps_per_epoch(), start_step
         while True:
             epoch, skip = divmod(step, per_epoch)
@@ -365,6 +363,8 @@ def run(config: FinetuneConfig, command: str = "glue") -> dict[str, Any]:
     model, tokenizer = load_model(config, spec)
     batching = Batching(config.batching, config.max_seq_length, config.pad_to_multiple_of)
     encoded = {split: encode(tokenizer, examples, config.max_seq_length) for split, examples in data.items()}
+    if do_train and len(encoded[TRAIN]) == 0:      # refused here, before output_dir is touched
+        raise DataError(f"the training split of {spec.name} has no examples")
     mesh = sharding.make_mesh(config.num_devices, config.fsdp)
     task = FinetuneTask(config, spec, model, tokenizer, encoded, batching,
                         rows=config.per_device_train_batch_size * mesh.devices.size)

@@ -200,11 +200,13 @@ def abstract_train_state(model, tx: optax.GradientTransformation, seed: int, mes
     return abstract, shardings
 
 
-def make_train_state(model, tx: optax.GradientTransformation, seed: int, mesh, params=None):
+def make_train_state(model, tx: optax.GradientTransformation, seed: int, mesh, params=None, shardings=None):
     """(state, shardings): the train state created directly with its shardings, so a model
     too big for one device is never whole on one. `params` None draws fresh ones on the host
-    (model.init_weights with a concrete key), each param handed to the devices in pieces."""
-    _, shardings = abstract_train_state(model, tx, seed, mesh, params)
+    (model.init_weights with a concrete key), each param handed to the devices in pieces.
+    `shardings`: those abstract_train_state gave, if the caller has them already."""
+    if shardings is None:
+        _, shardings = abstract_train_state(model, tx, seed, mesh, params)
     if params is None:
         params = model.init_weights(jax.random.PRNGKey(seed), shardings["params"])
     state = jax.jit(_state_init(model, tx), out_shardings=shardings)(jax.random.PRNGKey(seed), params)
@@ -312,7 +314,7 @@ def train(task: Task, args: TrainingArguments, *, model, tx: optax.GradientTrans
         elif args.resume:
             logger.warning("--resume: no checkpoint in %s; starting from step 0", folder.checkpoints)
     if state is None:
-        state, _ = make_train_state(model, tx, args.seed, mesh, params)
+        state, _ = make_train_state(model, tx, args.seed, mesh, params, shardings=state_shardings)
     folder.start(settings, resumed_step=step, overwrite=args.overwrite_output_dir)
     notice = restart_notice()       # a command restarted for huge pages says so now that it trains
     if notice and is_main:
