@@ -8,10 +8,7 @@
 
 import sys
 
-from bigs.cli.common import end_process
-from bigs.cli.glue import main
-from bigs.runtime import relaunch_with_hugepages
+from bigs.cli.main import run_program
 
 if __name__ == "__main__":
-    relaunch_with_hugepages(say_now=False)
-    sys.exit(end_process(main(prog="run_glue.py")))
+    sys.exit(run_program("glue", sys.argv[1:], prog="run_glue.py"))

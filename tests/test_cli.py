@@ -186,3 +186,20 @@ def test_predict_into_a_closed_pipe_ends_quietly(tmp_path):
     reader.stdin.close()
     assert reader.stdout.read().count(b"\n") == 1
     assert writer.returncode == 141 and "Traceback" not in writer.stderr and "Broken pipe" not in writer.stderr
+
+
+def test_ctrl_c_while_a_command_imports_or_builds_shards_is_one_line(monkeypatch, capsys, tmp_path):
+    from bigs.cli import common
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(common, "end_process", lambda code: code)     # the real one ends the process
+    monkeypatch.setattr(main, "_entry", ctrl_c)
+    assert main.run_program("predict", ["x"], prog="predict.py") == 130
+    assert capsys.readouterr().err == "predict.py: interrupted; nothing was written; run the command again\n"
+    monkeypatch.setattr(build_shards, "build_shards", ctrl_c)
+    (tmp_path / "a.txt").write_text("some text\n")
+    argv = ["--input", str(tmp_path / "a.txt"), "--output_dir", str(tmp_path / "out"), "--vocab_file", "v.txt"]
+    assert build_shards.main(argv) == 130
+    assert capsys.readouterr().err.startswith("bigs build-shards: interrupted; run it again with --overwrite")

@@ -64,9 +64,12 @@ def test_other_training_data_is_another_run(shared_dir, vocab_file, c13_run, tmp
     argv[argv.index("--train_file") + 1] = str(moved)
     before = snapshot(c13_run)
     assert glue.main(argv) == 0          # finished already: nothing left to train
+    renamed = tmp_path / "my copy.csv"   # the same rows under another name: the same run too
+    renamed.write_bytes(moved.read_bytes())
+    assert glue.main([*argv[:argv.index("--train_file") + 1], str(renamed), *argv[argv.index("--train_file") + 2:]]) == 0
     moved.write_bytes(moved.read_bytes().replace(b"100,light", b"100,night"))
     assert glue.main(argv) == 2
-    assert "data.train was 'train.csv (sha256" in capsys.readouterr().err
+    assert "data.train was 'sha256 " in capsys.readouterr().err
     assert {name: digest for name, digest in snapshot(c13_run).items() if "checkpoints" in name} == \
         {name: digest for name, digest in before.items() if "checkpoints" in name}
 
@@ -156,3 +159,20 @@ def test_a_folder_that_cannot_be_made_is_found_before_any_work(tmp_path):
     if Path("/proc/self").is_dir():                      # Linux: no folder can be made in /proc
         with pytest.raises(ConfigError, match="cannot be created"):
             check_writable_folder("/proc/bigs_out")
+
+
+@pytest.mark.parametrize("own", ["eval_results.json", "metrics.jsonl", "runs"])
+def test_a_run_s_file_names_without_a_run_are_the_user_s(shared_dir, vocab_file, tmp_path, capsys, own):
+    """Only run_settings.json or checkpoints/ mark a run; a user's eval_results.json,
+    metrics.jsonl or runs/ is neither continued (--resume) nor written over."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    if own == "runs":
+        (out / own).mkdir()
+    else:
+        (out / own).write_text("{}\n")
+    before = snapshot(out)
+    for extra, message in ((["--resume"], "holds no run to continue"), ([], "holds files this command would replace")):
+        assert glue.main(c13_argv(shared_dir, vocab_file, out, *extra)) == 2
+        assert message in capsys.readouterr().err
+    assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == [own]

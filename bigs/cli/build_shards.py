@@ -18,7 +18,7 @@ from pathlib import Path
 from ..data.build import build_shards, check_output_dir
 from ..errors import BiGSError
 from ..tokenizer import train_wordpiece
-from .common import setup_logging
+from .common import interrupted, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BiGSError as error:
         print(f"bigs build-shards: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return interrupted("bigs build-shards", "run it again with --overwrite to start over (each shard written "
+                                                "is complete)")
     for split in ("train", "test"):
         print(f"{split}: {info['num_documents'][split]} documents -> {info['num_examples'][split]} examples "
               f"in {info['num_shards'][split]} shards, {info['num_masked_tokens'][split]} masked tokens")

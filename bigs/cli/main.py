@@ -40,17 +40,32 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"bigs: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    if as_command and name in TRAINING and "-h" not in rest and "--help" not in rest:
+    if not as_command:
+        return _entry(name)(rest)
+    return run_program(name, rest)
+
+
+def run_program(name: str, argv: list[str], prog: str | None = None) -> int:
+    """Run command `name` as this process's program (`bigs <name>`, or run_glue.py /
+    pretrain.py with `prog`): a training command first restarts with malloc on huge pages;
+    Ctrl-C, even while the command's modules are still importing, is one line and exit 130."""
+    if name in TRAINING and "-h" not in argv and "--help" not in argv:
         from bigs.runtime import relaunch_with_hugepages
         relaunch_with_hugepages(say_now=False)
-    target = COMMANDS[name][0]
-    module_name, _, func = target.partition(":")
-    entry = getattr(importlib.import_module(module_name), func or "main")
-    code = entry(rest)
-    if as_command:
-        from bigs.cli.common import end_process
-        return end_process(code)
-    return code
+    from bigs.cli.common import end_process, interrupted
+
+    try:
+        entry = _entry(name)
+        code = entry(argv) if prog is None else entry(argv, prog=prog)
+    except KeyboardInterrupt:          # while importing; each command handles it once running
+        code = interrupted(prog or f"bigs {name}", "nothing was written; run the command again")
+    return end_process(code)
+
+
+def _entry(name: str):
+    """The `main(argv)` function of command `name`, its module imported now."""
+    module_name, _, func = COMMANDS[name][0].partition(":")
+    return getattr(importlib.import_module(module_name), func or "main")
 
 
 if __name__ == "__main__":

@@ -162,12 +162,12 @@ def _head(examples: Examples, n: int | None) -> Examples:
 
 
 def _fingerprint(path: str) -> str:
-    """A data file's name and the start of its SHA-256: equal for the same content wherever it lies."""
+    """The start of a data file's SHA-256: equal for the same content under any name or folder."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return f"{os.path.basename(path)} (sha256 {digest.hexdigest()[:16]})"
+    return f"sha256 {digest.hexdigest()[:16]}"
 
 
 def _data_sources(config: FinetuneConfig, spec: TaskSpec) -> dict[str, str]:

@@ -27,10 +27,13 @@ SETTINGS = "run_settings.json"
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 TENSORBOARD = "runs"
-# What a run leaves that marks the folder as holding one, and what --overwrite_output_dir
-# deletes ("run_config.json" and "tensorboard" are the names of earlier versions). Exported
-# models are not deleted: the new run replaces them, each file atomically.
-RUN_STATE = (SETTINGS, CHECKPOINTS, METRICS, TENSORBOARD, "eval_results.json", "run_config.json", "tensorboard")
+# What marks a folder as holding a run: its settings (written before anything else) or its
+# checkpoints ("run_config.json" is the settings' name in earlier versions).
+RUN_MARKERS = (SETTINGS, CHECKPOINTS, "run_config.json")
+# What --overwrite_output_dir deletes: the markers and the run's logs and results
+# ("tensorboard" is an earlier name of runs/). Exported models are not deleted: the new run
+# replaces them, each file atomically. In a folder without a marker these are the user's.
+RUN_STATE = (*RUN_MARKERS, METRICS, TENSORBOARD, "eval_results.json", "tensorboard")
 # What an exported model is made of (save_pretrained with a tokenizer).
 MODEL_FILES = ("config.json", "flax_model.msgpack", "model.safetensors", "tokenizer.json", "vocab.txt",
                "tokenizer_config.json")
@@ -77,12 +80,12 @@ class RunFolder:
         self.check_writable()
         if overwrite:
             return False
-        found = self.present(RUN_STATE)
+        found = self.present(RUN_MARKERS)
         if not found:
             if resume is True:
                 raise ConfigError(f"--resume: output_dir {str(self.path)!r} holds no run to continue; leave out "
                                   "--resume to start a new run there, or give the folder of the run to continue")
-            clash = self.present(outputs)
+            clash = self.present((*RUN_STATE, *outputs))
             if clash:
                 raise ConfigError(f"output_dir {str(self.path)!r} holds files this command would replace "
                                   f"({', '.join(clash)}) and no run; pass --overwrite_output_dir to replace them, "
