@@ -16,8 +16,9 @@ BIGS_HUGEPAGES=0 turns it off.
 Only the commands do this: importing or calling the library changes no process state.
 Library users can export GLIBC_TUNABLES=glibc.malloc.hugetlb=1 themselves.
 
-`sigint_handler` is the one exception, and it is temporary: training and checkpoint saves
-handle Ctrl-C themselves while they run (bigs.train.loop, bigs.train.checkpointing).
+`sigint_handler` is the one exception, and it is temporary: a command run as a program,
+training and checkpoint saves handle Ctrl-C themselves while they run (bigs.cli.main,
+bigs.train.loop, bigs.train.checkpointing).
 """
 
 from __future__ import annotations
@@ -148,3 +149,29 @@ def sigint_handler(handler: Callable, replaces: Callable[[Callable], bool]) -> I
         yield True
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+_NOTED: list[int] = []      # the Ctrl-Cs seen by _note_and_raise, shared by nested ctrl_c_noted
+
+
+def _note_and_raise(signum, frame):
+    _NOTED.append(signum)
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def ctrl_c_noted() -> Iterator[list[int]]:
+    """Yield a list that gets an entry at each Ctrl-C (SIGINT), which still raises
+    KeyboardInterrupt as usual. Python drops an exception raised where it cannot propagate
+    (in a garbage-collector callback of jax's, for one), so a Ctrl-C landing there would be
+    lost and the work would go on; whoever holds the list can check it (the training loop,
+    after every step). Nested uses share one list: a Ctrl-C noted while a command starts up
+    stops its training. Only over Python's default handler, in the main thread."""
+    def replaces(previous) -> bool:
+        if previous is signal.default_int_handler:
+            _NOTED.clear()               # the outermost use: a fresh list
+            return True
+        return False
+
+    with sigint_handler(_note_and_raise, replaces=replaces):
+        yield _NOTED

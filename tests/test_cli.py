@@ -72,7 +72,7 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
 def test_orbax_s_abandoned_reads_are_not_printed_and_the_rest_is():
     from types import SimpleNamespace
 
-    from bigs.cli.common import _quiet_abandoned_checkpoint_reads
+    from bigs.cli.common import quiet_unraisables
 
     shown = []
     orbax_read = SimpleNamespace(object=SimpleNamespace(cr_code=SimpleNamespace(
@@ -81,8 +81,9 @@ def test_orbax_s_abandoned_reads_are_not_printed_and_the_rest_is():
     other = SimpleNamespace(object=SimpleNamespace(cr_code=SimpleNamespace(co_filename="/work/mine.py")),
                             exc_value=None)
     unrelated = SimpleNamespace(object=None, exc_value=RuntimeError("something else"))
-    for unraisable in (orbax_read, late_callback, other, unrelated):
-        _quiet_abandoned_checkpoint_reads(unraisable, default=shown.append)
+    ctrl_c_in_a_gc_callback = SimpleNamespace(object=print, exc_value=KeyboardInterrupt())
+    for unraisable in (orbax_read, late_callback, other, unrelated, ctrl_c_in_a_gc_callback):
+        quiet_unraisables(unraisable, default=shown.append)
     assert shown == [other, unrelated]
 
 

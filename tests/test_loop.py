@@ -190,13 +190,13 @@ def test_a_ctrl_c_that_python_swallows_is_still_noted():
     import os
     import signal
 
-    from bigs.train.loop import _ctrl_c_noted
+    from bigs.runtime import ctrl_c_noted
 
     def callback(phase, info):
         if phase == "start":
             os.kill(os.getpid(), signal.SIGINT)       # raised in the callback: Python ignores it
 
-    with _ctrl_c_noted() as noted:
+    with ctrl_c_noted() as noted:
         gc.callbacks.append(callback)
         try:
             gc.collect()
@@ -204,5 +204,5 @@ def test_a_ctrl_c_that_python_swallows_is_still_noted():
             gc.callbacks.remove(callback)
         assert noted == [signal.SIGINT]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with pytest.raises(KeyboardInterrupt), _ctrl_c_noted():
+    with pytest.raises(KeyboardInterrupt), ctrl_c_noted():
         os.kill(os.getpid(), signal.SIGINT)           # elsewhere it raises as usual

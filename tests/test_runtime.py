@@ -101,3 +101,21 @@ def test_a_command_s_restart_notice_is_said_once(monkeypatch):
     monkeypatch.setenv(runtime.NOTICE_VARIABLE, "restarted with GLIBC_TUNABLES=glibc.malloc.hugetlb=1")
     assert runtime.restart_notice() == "restarted with GLIBC_TUNABLES=glibc.malloc.hugetlb=1"
     assert runtime.restart_notice() is None and runtime.NOTICE_VARIABLE not in os.environ
+
+
+def test_a_ctrl_c_noted_while_a_command_starts_reaches_its_training_loop():
+    import signal
+
+    def swallowed_ctrl_c():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except KeyboardInterrupt:          # as Python does inside a gc callback
+            pass
+
+    with runtime.ctrl_c_noted() as program:     # bigs.cli.main.run_program
+        swallowed_ctrl_c()
+        with runtime.ctrl_c_noted() as loop:    # bigs.train.loop.train, later
+            assert loop is program and loop == [signal.SIGINT]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with runtime.ctrl_c_noted() as fresh:       # the next program starts with none
+        assert fresh == []

@@ -109,7 +109,7 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("bigs").setLevel(logging.INFO)
     warnings.formatwarning = one_line_warning
-    sys.unraisablehook = _quiet_abandoned_checkpoint_reads
+    sys.unraisablehook = quiet_unraisables
     asyncio_logger = logging.getLogger("asyncio")
     if _keep_unless_abandoned_checkpoint_read not in asyncio_logger.filters:
         asyncio_logger.addFilter(_keep_unless_abandoned_checkpoint_read)
@@ -120,17 +120,21 @@ def one_line_warning(message, category, *_, **__) -> str:
     return f"WARNING {category.__name__}: {message}\n"
 
 
-def _quiet_abandoned_checkpoint_reads(unraisable, default=sys.unraisablehook) -> None:
-    """Reading a damaged checkpoint fails in many of orbax's reads at once. Orbax keeps the
-    first error (reported as one warning by bigs.train.checkpointing) and abandons the rest:
-    their coroutines, and tensorstore's callbacks into the event loop orbax has closed by
-    then, would each print a traceback, hundreds of lines. Those are dropped; everything
-    else is shown as usual."""
+def quiet_unraisables(unraisable, default=sys.unraisablehook) -> None:
+    """sys.unraisablehook of the commands. Two kinds are dropped, everything else is shown:
+    - reading a damaged checkpoint fails in many of orbax's reads at once. Orbax keeps the
+      first error (reported as one warning by bigs.train.checkpointing) and abandons the
+      rest: their coroutines, and tensorstore's callbacks into the event loop orbax has
+      closed by then, would each print a traceback, hundreds of lines;
+    - a Ctrl-C that Python could not raise (it landed in a garbage-collector callback):
+      bigs.runtime.ctrl_c_noted has noted it, and the command stops on it."""
     code = getattr(unraisable.object, "cr_code", None)
     if code is not None and "orbax" in code.co_filename:
         return
     error = unraisable.exc_value
     if unraisable.object is None and isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+        return
+    if isinstance(error, KeyboardInterrupt):
         return
     default(unraisable)
 

@@ -52,11 +52,14 @@ def run_program(name: str, argv: list[str], prog: str | None = None) -> int:
     if name in TRAINING and "-h" not in argv and "--help" not in argv:
         from bigs.runtime import relaunch_with_hugepages
         relaunch_with_hugepages(say_now=False)
-    from bigs.cli.common import end_process, interrupted
+    from bigs.cli.common import end_process, interrupted, quiet_unraisables
+    from bigs.runtime import ctrl_c_noted
 
+    sys.unraisablehook = quiet_unraisables
     try:
-        entry = _entry(name)
-        code = entry(argv) if prog is None else entry(argv, prog=prog)
+        with ctrl_c_noted():           # a Ctrl-C Python drops while starting up still stops training
+            entry = _entry(name)
+            code = entry(argv) if prog is None else entry(argv, prog=prog)
     except KeyboardInterrupt:          # while importing; each command handles it once running
         code = interrupted(prog or f"bigs {name}", "nothing was written; run the command again")
     return end_process(code)

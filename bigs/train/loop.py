@@ -32,7 +32,6 @@ import abc
 import contextlib
 import dataclasses
 import logging
-import signal
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -42,7 +41,7 @@ import numpy as np
 import optax
 
 from ..errors import ConfigError, NonFiniteError
-from ..runtime import restart_notice, sigint_handler
+from ..runtime import ctrl_c_noted, restart_notice
 from . import sharding
 from .checkpointing import TrainCheckpointer
 from .output_dir import MODEL_FILES, TENSORBOARD, RunFolder
@@ -332,7 +331,7 @@ def train(task: Task, args: TrainingArguments, *, model, tx: optax.GradientTrans
     pending: list[tuple[int, dict]] = []                                  # steps not yet fetched
     last_train, last_eval, best_params, last_saved = None, None, None, step or None
     batches = task.batches(step, meta.get("data_position"))
-    with _ctrl_c_noted() as ctrl_c, _closing(progress, checkpointer):
+    with ctrl_c_noted() as ctrl_c, _closing(progress, checkpointer):
         while step < args.max_steps:
             if ctrl_c:
                 raise KeyboardInterrupt
@@ -389,23 +388,6 @@ def _closing(progress: Progress, checkpointer: TrainCheckpointer):
     finally:
         progress.close()
         checkpointer.close()
-
-
-@contextlib.contextmanager
-def _ctrl_c_noted():
-    """Yield a list that gets an entry at each Ctrl-C (SIGINT), which still raises
-    KeyboardInterrupt as usual. Python drops an exception raised where it cannot propagate
-    (in a garbage-collector callback of jax's, for one), so a Ctrl-C landing there would be
-    lost and training would go on; the loop checks the list after every step. Only over
-    Python's default handler, in the main thread; the previous handler is back on exit."""
-    noted: list[int] = []
-
-    def note_and_raise(signum, frame):
-        noted.append(signum)
-        raise KeyboardInterrupt
-
-    with sigint_handler(note_and_raise, replaces=lambda previous: previous is signal.default_int_handler):
-        yield noted
 
 
 def _export(task: Task, params, step: int, is_main: bool, last_saved: int | None):
