@@ -5,7 +5,7 @@ shared/SPEC.md), so a config.json written by the original loads here and ours lo
 Keys this project adds (`pad_mode`, `layer_impl`, `conv_backend`, `conv_precision`,
 `scan_layers`, `remat`, `token_block`) are plain extra keys: the original ignores them.
 Unknown keys are kept and written back unchanged. Each key's meaning and allowed values are
-in the comment above it in `_FIELDS`; the enums below name the values of the keys that
+in the comment above it in `FIELDS`; the enums below name the values of the keys that
 choose how the model runs (bigs/backends.py resolves their "auto").
 """
 
@@ -71,7 +71,7 @@ class ConvPrecision(_Choice):
 
 # name -> (default, allowed python types). Defaults are those of the published models
 # (BiGS_512: 23 layers, hidden 1024, BERT uncased vocabulary).
-_FIELDS: dict[str, tuple[Any, tuple[type, ...]]] = {
+FIELDS: dict[str, tuple[Any, tuple[type, ...]]] = {
     # Number of token ids: rows of the word embeddings and columns of the MLM logits.
     "vocab_size": (30522, (int,)),
     # Width H of the residual stream, the embeddings and the SSM inputs.
@@ -157,7 +157,7 @@ _POSITIVE = (
 )
 
 
-def _new_names(values: dict[str, Any]) -> dict[str, Any]:
+def new_names(values: dict[str, Any]) -> dict[str, Any]:
     """`values` with old key names (_ALIASES) renamed; an old and a new name that disagree
     raise ConfigError."""
     values = dict(values)
@@ -174,7 +174,7 @@ def _new_names(values: dict[str, Any]) -> dict[str, Any]:
 class BiGSConfig:
     """Hyper-parameters of a BiGS model.
 
-    Any key of `_FIELDS` can be passed as a keyword (old names too: `padding` for
+    Any key of `FIELDS` can be passed as a keyword (old names too: `padding` for
     `pad_mode`); unknown keys are kept. Besides those, as in Hugging Face configs:
 
         num_labels     outputs of the classification heads (>= 1; 1 means regression);
@@ -195,8 +195,8 @@ class BiGSConfig:
         id2label = kwargs.pop("id2label", None)
         label2id = kwargs.pop("label2id", None)
         kwargs.pop("model_type", None)
-        kwargs = _new_names(kwargs)
-        for name, (default, _) in _FIELDS.items():
+        kwargs = new_names(kwargs)
+        for name, (default, _) in FIELDS.items():
             setattr(self, name, kwargs.pop(name, copy.deepcopy(default)))
         self.architectures = kwargs.pop("architectures", None)
         self.problem_type = kwargs.pop("problem_type", None)
@@ -239,7 +239,7 @@ class BiGSConfig:
     # ------------------------------------------------------------- validation
     def validate(self) -> None:
         """Raise ConfigError naming the first key with a wrong type or impossible value."""
-        for name, (_, types) in _FIELDS.items():
+        for name, (_, types) in FIELDS.items():
             value = getattr(self, name)
             bad_bool = isinstance(value, bool) and bool not in types
             if bad_bool or not isinstance(value, types):
@@ -274,7 +274,7 @@ class BiGSConfig:
 
     # --------------------------------------------------------------- json I/O
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {name: getattr(self, name) for name in _FIELDS}
+        out: dict[str, Any] = {name: getattr(self, name) for name in FIELDS}
         out["model_type"] = self.model_type
         out["id2label"] = {str(k): v for k, v in self.id2label.items()}
         out["label2id"] = dict(self.label2id)
@@ -292,10 +292,10 @@ class BiGSConfig:
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> "BiGSConfig":
         if not isinstance(data, dict):
             raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
-        merged = _new_names(data)
+        merged = new_names(data)
         # An override of None means "not given", except for keys where None is a value.
-        overrides = _new_names({k: v for k, v in overrides.items()
-                                if v is not None or type(None) in _FIELDS.get(k, (None, ()))[1]})
+        overrides = new_names({k: v for k, v in overrides.items()
+                                if v is not None or type(None) in FIELDS.get(k, (None, ()))[1]})
         if "num_labels" in overrides:
             merged.pop("id2label", None)
             merged.pop("label2id", None)
@@ -321,7 +321,7 @@ class BiGSConfig:
     @classmethod
     def from_pretrained(cls, path_or_id: str | os.PathLike, **kwargs: Any) -> "BiGSConfig":
         """Read config.json from a local folder or a Hugging Face hub id."""
-        from .checkpoint import resolve_file
+        from .weights import resolve_file
 
         hub_kwargs = {k: kwargs.pop(k) for k in ("revision", "cache_dir", "token", "local_files_only") if k in kwargs}
         return cls.from_json_file(resolve_file(path_or_id, CONFIG_NAME, **hub_kwargs), **kwargs)

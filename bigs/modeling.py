@@ -37,6 +37,7 @@ from . import backends, losses
 from . import initializers as init
 from .config import BiGSConfig, ConvBackend, LayerImpl, PadMode
 from .errors import ConfigError, InputError
+from .inputs import check_inputs
 from .fast_layer import FastBiGSLayer
 from .layers import BiGSLayer, dense, layer_norm
 from .outputs import (
@@ -388,46 +389,13 @@ def _is_concrete(x) -> bool:
 
 def validate_inputs(config: BiGSConfig, input_ids, attention_mask, token_type_ids, position_ids,
                     multiple_choice: bool = False) -> None:
-    """Raise InputError naming the problem: wrong rank, shapes that disagree, a sequence longer
-    than max_position_embeddings, ids out of range, an all-zero attention-mask row.
-    Value checks run only on concrete arrays (not inside jit)."""
-    ranks = (2, 3) if multiple_choice else (2,)
-    if getattr(input_ids, "ndim", None) not in ranks:
-        want = "[batch, num_choices, length] or [batch, length]" if multiple_choice else "[batch, length]"
-        raise InputError(f"input_ids must have shape {want}, got shape {np.shape(input_ids)}")
-    if not jnp.issubdtype(input_ids.dtype, jnp.integer):
-        raise InputError(f"input_ids must be integers, got dtype {input_ids.dtype}")
-    length = input_ids.shape[-1]
-    if length < 1:
-        raise InputError("input_ids has length 0")
-    if length > config.max_position_embeddings:
-        raise InputError(f"sequence length {length} is longer than max_position_embeddings="
-                         f"{config.max_position_embeddings}; truncate or split the input")
-    named = {"attention_mask": attention_mask, "token_type_ids": token_type_ids, "position_ids": position_ids}
-    for name, value in named.items():
-        if value is not None and tuple(np.shape(value)) != tuple(input_ids.shape):
-            raise InputError(f"{name} has shape {tuple(np.shape(value))} but input_ids has shape "
-                             f"{tuple(input_ids.shape)}; they must be equal")
-    limits = {"input_ids": (input_ids, config.vocab_size, "vocab_size"),
-              "token_type_ids": (token_type_ids, config.type_vocab_size, "type_vocab_size"),
-              "position_ids": (position_ids, config.max_position_embeddings, "max_position_embeddings")}
-    for name, (value, limit, what) in limits.items():
-        if not _is_concrete(value):
-            continue
-        value = np.asarray(value)
-        low, high = int(value.min()), int(value.max())
-        if low < 0 or high >= limit:
-            bad = low if low < 0 else high
-            where = tuple(int(i) for i in np.argwhere(value == bad)[0])
-            raise InputError(f"{name} holds {bad} at index {where}, outside [0, {limit}) ({what}={limit})")
-    if _is_concrete(attention_mask):
-        mask = np.asarray(attention_mask)
-        if not np.isin(mask, (0, 1)).all():
-            raise InputError("attention_mask must hold only 0 (pad) and 1 (token)")
-        empty = np.argwhere(mask.reshape(-1, length).sum(-1) == 0)
-        if empty.size:
-            raise InputError(f"attention_mask row {int(empty[0, 0])} is all zeros: every sequence needs at "
-                             "least one real token (the original returns NaN here)")
+    """Raise InputError naming the problem (inputs.check_inputs, shared with the PyTorch
+    model). Value checks run only on concrete arrays (not inside jit)."""
+    def concrete(x):
+        return np.asarray(x) if _is_concrete(x) else x
+
+    check_inputs(config, concrete(input_ids), concrete(attention_mask), concrete(token_type_ids),
+                 concrete(position_ids), multiple_choice=multiple_choice)
 
 
 def _call_options(pad_mode=None, conv_backend=None, layer_impl=None, padding=None) -> dict:

@@ -12,7 +12,8 @@ with A = min(A_re, -1e-4) + i A_im, dt = exp(log_step) and C = C[:, 0] + i C[:, 
 S4D: Gu, Gupta, Goel, Re, "On the Parameterization and Initialization of Diagonal State
 Space Models" (2022); the original's version is `S4dLayer` in `BiGS/modeling_flax_bigs.py`.
 
-As in the Annotated S4, one small function per step: `init_A` (the initial A),
+As in the Annotated S4, one small function per step: `init_A` (the initial A, in
+bigs/ssm_init.py),
 `discretize` (zero-order hold), `kernel` (K), `convolution` (y). The convolution has three
 backends (config.ConvBackend), which give the same numbers to float32 rounding:
   FFT       zero-padded FFT, O(L log L): the original's method;
@@ -28,13 +29,13 @@ scan per layer for both, with the kernels computed once per layer.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .config import ConvBackend
+from .ssm_init import init_A  # the initial A: numpy, shared with the PyTorch model
+
+__all__ = ["init_A", "discretize", "kernel", "convolution", "multi_conv", "stack_directions", "toeplitz", "BACKENDS"]
 
 # The backends that compute a convolution (all but AUTO).
 BACKENDS = tuple(backend for backend in ConvBackend if backend is not ConvBackend.AUTO)
@@ -48,50 +49,6 @@ _F32 = jax.lax.Precision.HIGHEST
 # 2*chunk FLOPs and the state read/write about 8*num_ssm: short chunks balance the two at
 # num_ssm 64 (benchmarks/bench_conv.py sweeps the chunk).
 SCAN_CHUNK = 64
-
-
-# ---------------------------------------------------------------------------- init
-@functools.lru_cache(maxsize=None)
-def init_A(scaling: str, num_ssm: int) -> tuple[np.ndarray, np.ndarray]:
-    """Initial (A_re, A_im), each [num_ssm] float32, for S4D's three initialisations.
-
-    hippo: eigenvalues of the normal part of HiPPO-LegS (S4D-LegS), computed in float32 as
-           the original does, so A_re is -0.5000003576 rather than -0.5.
-    lin:   A = -1/2 + i pi n                     (S4D-Lin)
-    inv:   A = -1/2 + i N/pi (N/(2n+1) - 1)       (S4D-Inv)
-    """
-    n = np.arange(num_ssm, dtype=np.float32)
-    if scaling == "hippo":
-        # HiPPO-LegS A = -(tril(p p^T) - diag(n)), p = sqrt(2n+1); its normal part is
-        # S = A + P P^T with P = sqrt(n + 1/2): -1/2 on the diagonal (up to rounding) plus a
-        # skew part whose eigenvalues i*lambda we get from the Hermitian matrix -i * S.
-        # The diagonal's entries are single IEEE float32 operations, so numpy gives the
-        # original's bits; its mean is taken by XLA, as in the original.
-        p = np.sqrt(np.float32(1) + np.float32(2) * n)
-        low_rank = np.sqrt(n + np.float32(0.5))
-        diagonal = -(p * p - n) + low_rank * low_rank
-        with jax.ensure_compile_time_eval():  # also when called while tracing an init
-            a_re = np.full((num_ssm,), np.asarray(jnp.mean(jnp.asarray(diagonal))), np.float32)
-            a_im = np.asarray(_hippo_eigenvalues(num_ssm), np.float32)
-        return a_re, a_im
-    a_re = np.full((num_ssm,), -0.5, np.float32)
-    if scaling == "lin":
-        return a_re, (np.pi * n).astype(np.float32)
-    if scaling == "inv":
-        return a_re, (num_ssm / np.pi * (num_ssm / (2 * n + 1) - 1)).astype(np.float32)
-    raise ValueError(f"unknown S4D scaling {scaling!r}; expected 'hippo', 'lin' or 'inv'")
-
-
-def _hippo_eigenvalues(num_ssm: int) -> np.ndarray:
-    """lambda [num_ssm] float32: eigenvalues of -i * S, S the normal part of HiPPO-LegS.
-    LAPACK's complex64 eigh through numpy: the same float32 results to rounding as jax's
-    eigh, without compiling one (slow enough to dominate building a model)."""
-    n = np.arange(num_ssm, dtype=np.float32)
-    p = np.sqrt(np.float32(1) + np.float32(2) * n)
-    legs = -(np.tril(p[:, None] * p[None, :]) - np.diag(n))
-    low_rank = np.sqrt(n + np.float32(0.5))
-    normal = legs + low_rank[:, None] * low_rank[None, :]
-    return np.linalg.eigh((normal * np.complex64(-1j)).astype(np.complex64))[0].astype(np.float32)
 
 
 # -------------------------------------------------------------------------- kernel

@@ -122,7 +122,7 @@ class BiGSTokenizer:
             if os.path.isdir(path_or_hub_id):
                 path = os.path.join(path_or_hub_id, filename)
                 return path if os.path.isfile(path) else None
-            from .checkpoint import resolve_file  # the hub lives in checkpoint I/O
+            from .weights import resolve_file
 
             return resolve_file(
                 path_or_hub_id, filename, revision=revision, cache_dir=cache_dir, token=token,

@@ -293,7 +293,7 @@ def test_safetensors_with_nan_is_rejected_like_msgpack(tmp_path):
     bigs.FlaxBiGSModel(tiny()).save_pretrained(tmp_path)
     (tmp_path / FLAX_WEIGHTS_NAME).unlink()                  # only model.safetensors remains
     tensors = load_file(tmp_path / "model.safetensors")
-    tensors["pooler/dense/bias"][0] = np.nan
-    save_file(tensors, tmp_path / "model.safetensors")
+    tensors["pooler.dense.bias"][0] = np.nan                 # the PyTorch layout
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match="pooler/dense/bias holds NaN or inf"):
         bigs.FlaxBiGSModel.from_pretrained(tmp_path)

@@ -17,6 +17,7 @@ COMMANDS = {
     "predict": ("bigs.cli.predict", "classify text with a fine-tuned checkpoint"),
     "pretrain": ("bigs.cli.pretrain", "masked-LM pretraining from HDF5 shards (pretrain.py flags)"),
     "build-shards": ("bigs.cli.build_shards", "tokenise, pack and mask raw text into HDF5 shards"),
+    "convert": ("bigs.cli.convert", "convert a checkpoint folder between Flax and PyTorch files"),
 }
 
 # Commands that train: run as `bigs <command>`, they restart with malloc on huge pages first.

@@ -1,0 +1,47 @@
+"""`bigs convert`: a checkpoint folder's weights from Flax files to PyTorch files, or back.
+
+    bigs convert JunxiongWang/BiGS_512_MNLI BiGS_512_MNLI_torch            # -> model.safetensors
+    bigs convert BiGS_512_MNLI_torch BiGS_512_MNLI_flax --to flax          # -> flax_model.msgpack
+
+Needs neither jax nor torch (bigs.convert does the work, with numpy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import BiGSError
+from .common import HelpFormatter, report, setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bigs convert", allow_abbrev=False, formatter_class=HelpFormatter,
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="checkpoint folder or hub id (config.json + flax_model.msgpack "
+                                       "or model.safetensors)")
+    parser.add_argument("destination", help="folder to write; made if missing")
+    parser.add_argument("--to", choices=("torch", "flax"), default="torch",
+                        help="torch: model.safetensors in the PyTorch layout; flax: flax_model.msgpack "
+                             "(the original's format)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace config.json, the weights and tokenizer files already in destination")
+    parser.add_argument("--revision", help="hub revision (branch, tag or commit) of a hub id")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging()
+    from ..convert import convert
+
+    try:
+        written = convert(args.source, args.destination, to=args.to, overwrite=args.overwrite,
+                          revision=args.revision)
+    except BiGSError as error:
+        return report("bigs convert", error)
+    except KeyboardInterrupt:
+        print("bigs convert: interrupted; each file is whole or absent: run the command again", file=sys.stderr)
+        return 130
+    print(f"wrote {', '.join(written)}")
+    return 0

@@ -1,0 +1,68 @@
+"""Convert a checkpoint folder between the Flax and the PyTorch files, with numpy only.
+
+    convert("JunxiongWang/BiGS_512", "BiGS_512_torch")            # -> model.safetensors
+    convert("BiGS_512_torch", "BiGS_512_flax", to="flax")          # -> flax_model.msgpack
+
+The weights are converted by bigs.weights (Flax layout <-> PyTorch layout: dense kernels
+transposed, names joined with "."); config.json and the tokenizer files are copied byte for
+byte. Flax -> PyTorch -> Flax gives back the same flax_model.msgpack, byte for byte. This is
+what `bigs convert` runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import weights
+from .config import CONFIG_NAME
+from .errors import CheckpointError, ConfigError
+from .files import check_writable_folder, write_bytes
+
+TARGETS = ("torch", "flax")
+# Copied when present, byte for byte.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def convert(source: str | os.PathLike, destination: str | os.PathLike, to: str = "torch",
+            overwrite: bool = False, **hub_kwargs) -> list[str]:
+    """Write `source`'s checkpoint (a folder or hub id) into the folder `destination`, with
+    the weights as model.safetensors (to="torch", PyTorch layout) or flax_model.msgpack
+    (to="flax", Flax layout), plus config.json and the tokenizer files. `hub_kwargs`:
+    revision, cache_dir, token, local_files_only.
+
+    Returns the paths written. Each file is written atomically and nothing else in
+    `destination` is touched. Raises ConfigError for a bad target or a destination that
+    already holds one of those files (unless `overwrite`) or cannot be written, and
+    CheckpointError when the source cannot be read.
+    """
+    if to not in TARGETS:
+        raise ConfigError(f"--to {to!r}: expected one of {TARGETS}")
+    source, destination = os.fspath(source), Path(destination)
+    if Path(source).resolve() == destination.resolve():
+        raise ConfigError(f"the destination {str(destination)!r} is the source folder; pick another folder")
+    weights_name = weights.SAFE_WEIGHTS_NAME if to == "torch" else weights.FLAX_WEIGHTS_NAME
+    check_writable_folder(destination, "destination")
+    if not overwrite:
+        taken = [name for name in (CONFIG_NAME, weights_name, *TOKENIZER_FILES) if (destination / name).exists()]
+        if taken:
+            raise ConfigError(f"{str(destination)!r} already holds {', '.join(taken)}; pick an empty folder "
+                              "or pass --overwrite to replace them")
+
+    config_path = weights.resolve_file(source, CONFIG_NAME, **hub_kwargs)
+    params = weights.read_params(source, prefer_safetensors=to == "flax", **hub_kwargs)
+    if not weights.flatten(params):
+        raise CheckpointError(f"{source} holds no parameters")
+    payload = weights.safetensors_bytes(params) if to == "torch" else weights.msgpack_bytes(params)
+    copies = {CONFIG_NAME: config_path}
+    for name in TOKENIZER_FILES:
+        path = weights.resolve_file(source, name, required=False, **hub_kwargs)
+        if path is not None:
+            copies[name] = path
+
+    written = [str(destination / weights_name)]
+    write_bytes(written[0], payload)
+    for name, path in copies.items():
+        written.append(str(destination / name))
+        write_bytes(written[-1], Path(path).read_bytes())
+    return written
