@@ -1,16 +1,19 @@
-"""BiGS vs Hugging Face BERT on this machine: forward pass and MLM training step.
+"""BiGS (Flax, and PyTorch in float32 and bfloat16) vs Hugging Face BERT on this machine:
+forward pass and MLM training step.
 
 Each case (model x mode x length) runs in a fresh subprocess, so its peak memory is its own.
 Reports tokens/s, ms per call, peak memory, compile time, model construction time and
 model-FLOPs utilisation (MFU) against the matmul peak measured at the start of the same run
-in the same dtype (jax, square matmuls, the fastest of several calls; the larger size is
-the peak), and MFU* against a matmul timed in each case's own process right after it
-(honest when the machine's speed drifts during a run).
+in the same framework and dtype (square matmuls, the fastest of several calls; the larger
+size is the peak): jax's for Flax BiGS, torch's (MKL in float32, oneDNN in bfloat16 on a
+CPU) for PyTorch BiGS and BERT. MFU* is against a matmul timed in each case's own process
+right after it (honest when the machine's speed drifts during a run).
 
     python benchmarks/bench.py                          # base size, L = 128 .. 16384
     python benchmarks/bench.py --lengths 128 512 --no-bert --json out.json
     python benchmarks/bench.py --dtype bfloat16 --batch 32 --repeats 20   # on a GPU
     python benchmarks/bench.py --quick --in-process     # tiny model, seconds (the test)
+    python benchmarks/bench.py --lengths 512 16384 --train-max-length 128 --no-bert   # Flax vs PyTorch BiGS
 
 Base size: 12 layers, hidden 768, intermediate 3072, num_ssm 64, vocab 30522; batch 8 at
 L <= 512 (--batch) and 1 above (shared/ANCHORS.md). On CPU memory is the process's peak
@@ -18,8 +21,11 @@ RSS; on a GPU it is the device's peak allocation (jax's allocator / torch.cuda).
 on a GPU means each framework's default fp32 matmul, TF32 on recent NVIDIA GPUs: jax's
 default, and torch's once `allow_tf32` is set (done here, so both compute alike); the SSM
 convolution's matmuls run as three bfloat16 passes (config conv_precision "auto"). bfloat16 keeps float32 params (BiGS dtype=bfloat16, BERT
-under torch.autocast). BERT needs the `bench` extra (torch, transformers); it is skipped
-above --bert-max-length. Like the `bigs` training commands, the script first restarts itself
+under torch.autocast). PyTorch BiGS (bigs.torch) runs in float32 ("bigs-torch") and under
+torch.autocast bfloat16 ("bigs-torch-bf16") in every run, whatever --dtype; its training
+step computes vocabulary logits at every position, as BERT's (transformers' MLM heads), so
+its FLOPs count the head there. BERT and PyTorch BiGS need the `bench` extra (torch,
+transformers); BERT is skipped above --bert-max-length. Like the `bigs` training commands, the script first restarts itself
 with malloc on huge pages where that applies (bigs/runtime.py; BIGS_HUGEPAGES=0 for 4 KB
 pages), and the cases inherit that; the JSON's "hugepages" says which.
 """
@@ -27,6 +33,7 @@ pages), and the cases inherit that; the JSON's "hugepages" says which.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -37,6 +44,8 @@ import time
 
 from bigs.runtime import hugepages_on, relaunch_with_hugepages
 
+TORCH_BIGS = ("bigs-torch", "bigs-torch-bf16")      # PyTorch BiGS: float32, and bfloat16 autocast
+COMPILED = "bigs-torch-compile"                      # PyTorch BiGS float32 under torch.compile (--torch-compile)
 BASE = dict(num_hidden_layers=12, hidden_size=768, intermediate_size=3072, num_ssm=64, vocab_size=30522)
 TINY = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_ssm=16, vocab_size=1000)
 MASK_FRACTION = 0.15
@@ -54,7 +63,7 @@ def model_flops(model: str, mode: str, size: dict, batch: int, length: int) -> f
     tokens = batch * length
     if model.startswith("bigs"):
         per_token = 2 * (3 * H * I + 4 * H * H)
-        head_tokens = int(round(MASK_FRACTION * length)) * batch
+        head_tokens = tokens if model in TORCH_BIGS + (COMPILED,) else int(round(MASK_FRACTION * length)) * batch
     else:
         per_token = 2 * (4 * H * H + 2 * H * I + 2 * length * H)
         head_tokens = tokens
@@ -120,6 +129,65 @@ def run_matmul(case: dict) -> dict:
     # A peak is the best the machine did: the fastest of the repeats, not their median.
     seconds = min(_timed(lambda: matmul(a, a).block_until_ready(), 1) for _ in range(case["repeats"]))
     return {"gflops": 2 * n ** 3 / seconds / 1e9}
+
+
+def run_torch_matmul(case: dict) -> dict:
+    """torch's matmul peak in case["dtype"] (MKL in float32, oneDNN in bfloat16 on a CPU)."""
+    import torch
+
+    dtype = getattr(torch, case.get("dtype", "float32"))
+    a = torch.randn(case["n"], case["n"]).to(dtype)
+    torch.matmul(a, a)
+    seconds = min(_timed(lambda: torch.matmul(a, a), 1) for _ in range(case["repeats"]))
+    return {"gflops": 2 * case["n"] ** 3 / seconds / 1e9}
+
+
+def run_bigs_torch(case: dict) -> dict:
+    """PyTorch BiGS (bigs.torch), float32 or bfloat16 autocast, on the CPU (or CUDA)."""
+    import numpy as np
+    import torch
+
+    import bigs.torch as bt
+
+    size, batch, length = case["size"], case["batch"], case["length"]
+    device = "cuda" if case.get("platform") == "gpu" and torch.cuda.is_available() else "cpu"
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=case["model"] == "bigs-torch-bf16")
+    torch.manual_seed(0)
+    config = bt.BiGSTransformersConfig(**size, max_position_embeddings=length, hidden_dropout_prob=0.0)
+    start = time.perf_counter()
+    model = (bt.BiGSModel if case["mode"] == "forward" else bt.BiGSForMaskedLM)(config).to(device)
+    construct = time.perf_counter() - start
+    run = torch.compile(model) if case["model"] == COMPILED else model
+    rng = np.random.RandomState(0)
+    ids = torch.from_numpy(rng.randint(1, size["vocab_size"], (batch, length))).to(device)
+    mask = torch.ones_like(ids)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    if case["mode"] == "forward":
+        model.eval()
+
+        def call():
+            with torch.no_grad(), autocast:
+                run(input_ids=ids, attention_mask=mask)
+            sync()
+    else:
+        model.train()
+        labels = torch.from_numpy(_labels(rng, batch, length, size["vocab_size"])).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.05)
+
+        def call():
+            optimizer.zero_grad()
+            with autocast:
+                loss = run(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            sync()
+    start = time.perf_counter()
+    call()                            # the first call: torch.compile compiles here
+    first = time.perf_counter() - start
+    seconds = _timed(call, case["repeats"])
+    return {"seconds": seconds, "compile_s": max(0.0, first - seconds) if run is not model else 0.0,
+            "construct_s": construct,
+            "peak_device_gb": torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else None}
 
 
 def bigs_program(model, mode: str, batch: int, length: int, **options):
@@ -239,17 +307,29 @@ def run_bert(case: dict) -> dict:
             "peak_device_gb": torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else None}
 
 
-RUNNERS = {"probe": run_probe, "matmul": run_matmul, "bigs": run_bigs, "bigs-remat": run_bigs, "bert": run_bert}
+RUNNERS = {"probe": run_probe, "matmul": run_matmul, "torch-matmul": run_torch_matmul, "bigs": run_bigs,
+           "bigs-remat": run_bigs, "bert": run_bert, "bigs-torch": run_bigs_torch, "bigs-torch-bf16": run_bigs_torch,
+           COMPILED: run_bigs_torch}
+
+
+def peak_key(model: str, dtype: str) -> tuple[str, str]:
+    """(framework, dtype) of the matmul peak a model's MFU is measured against."""
+    if model == "bigs-torch-bf16":
+        return "torch", "bfloat16"
+    if model in ("bigs-torch", COMPILED):
+        return "torch", "float32"
+    return ("torch" if model == "bert" else "jax"), dtype
 
 
 def run_case(case: dict) -> dict:
     result = RUNNERS[case["model"]](case)
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
-    if case["model"] not in ("matmul", "probe") and case.get("local_peak_n"):
+    if case["model"] not in ("matmul", "torch-matmul", "probe") and case.get("local_peak_n"):
         # The matmul peak again, right after the case in the same process: on a shared
         # machine the load changes during a run, and this peak saw the same load.
-        result["local_peak_gflops"] = run_matmul({"n": case["local_peak_n"], "repeats": 3,
-                                                  "dtype": case["dtype"]})["gflops"]
+        framework, dtype = peak_key(case["model"], case["dtype"])
+        matmul = run_torch_matmul if framework == "torch" else run_matmul
+        result["local_peak_gflops"] = matmul({"n": case["local_peak_n"], "repeats": 3, "dtype": dtype})["gflops"]
     return result
 
 
@@ -278,6 +358,9 @@ def main(argv=None) -> dict:
                         help="compute dtype (params stay float32); the matmul peak is measured in it")
     parser.add_argument("--batch", type=int, default=8, help="batch at L <= 512 (1 above)")
     parser.add_argument("--no-bert", action="store_true")
+    parser.add_argument("--no-torch-bigs", action="store_true", help="skip PyTorch BiGS (float32 and bfloat16)")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="also time PyTorch BiGS float32 under torch.compile (inductor; compile time as compile s)")
     parser.add_argument("--remat", action="store_true",
                         help="also time BiGS training with remat=True (each layer recomputed in the backward pass)")
     parser.add_argument("--bert-max-length", type=int, default=8192,
@@ -304,24 +387,29 @@ def main(argv=None) -> dict:
     lengths = [32, 64] if args.quick else args.lengths
     repeats = 1 if args.quick else args.repeats
     models = ["bigs"]
-    if not args.no_bert:
-        try:
-            import torch  # noqa: F401
-            import transformers  # noqa: F401
-            models.append("bert")
-        except ImportError:
-            print("BERT skipped: install the bench extra (pip install -e .[bench])")
+    has_torch = all(importlib.util.find_spec(name) for name in ("torch", "transformers"))
+    if not has_torch:
+        print("PyTorch BiGS and BERT skipped: install the bench extra (pip install -e .[bench])")
+    if has_torch and not args.no_torch_bigs:
+        models += list(TORCH_BIGS) + ([COMPILED] if args.torch_compile else [])
+    if has_torch and not args.no_bert:
+        models.append("bert")
 
-    peaks = {n: runner({"model": "matmul", "n": n, "repeats": 2 * repeats, "dtype": args.dtype})["gflops"]
-             for n in peak_sizes}
-    peak = max(peaks.values())
-    print(f"{probe['device']} ({probe['platform']}), {args.dtype}; matmul peak (jax): "
-          + ", ".join(f"{n}^3 {g:.0f} GFLOP/s" for n, g in peaks.items()))
+    wanted = {peak_key(model, args.dtype) for model in models}
+    peaks = {}
+    for framework, dtype in sorted(wanted):
+        matmul = "torch-matmul" if framework == "torch" else "matmul"
+        sizes = {n: runner({"model": matmul, "n": n, "repeats": 2 * repeats, "dtype": dtype})["gflops"]
+                 for n in peak_sizes}
+        peaks[f"{framework} {dtype}"] = {"sizes": sizes, "peak": max(sizes.values())}
+        print(f"matmul peak ({framework} {dtype}): " + ", ".join(f"{n}^3 {g:.0f} GFLOP/s" for n, g in sizes.items()))
+    print(f"{probe['device']} ({probe['platform']}), BiGS and BERT in {args.dtype}; PyTorch BiGS in float32 "
+          "and bfloat16 (autocast)")
 
     rows = []
     memory = "dev GB" if on_gpu else "RSS GB"
-    header = f"{'model':<10} {'mode':<8} {'L':>6} {'B':>3} {'ms':>9} {'tok/s':>8} {'MFU':>5} {'MFU*':>5} {memory:>6} {'compile s':>9} {'build s':>7}"
-    print(header + f"\n(MFU: against the run's peak above; MFU*: against a {peak_sizes[0]}^3 matmul timed in the "
+    header = f"{'model':<15} {'mode':<8} {'L':>6} {'B':>3} {'ms':>9} {'tok/s':>8} {'MFU':>5} {'MFU*':>5} {memory:>6} {'compile s':>9} {'build s':>7}"
+    print(header + f"\n(MFU: against the run's peak above for the model's framework and dtype; MFU*: against a {peak_sizes[0]}^3 matmul timed in the "
                    "case's own process right after it)")
     for mode in args.modes:
         for length in lengths:
@@ -341,16 +429,17 @@ def main(argv=None) -> dict:
                 if "seconds" in row:
                     row["tokens_per_s"] = batch * length / row["seconds"]
                     achieved = model_flops(model, mode, size, batch, length) / row["seconds"] / 1e9
-                    row["mfu"] = achieved / peak
+                    framework, dtype = peak_key(model, args.dtype)
+                    row["mfu"] = achieved / peaks[f"{framework} {dtype}"]["peak"]
                     row["mfu_local"] = achieved / row["local_peak_gflops"]
                     # torch without CUDA on a GPU machine runs BERT on the CPU: RSS is its memory then.
                     row["memory_gb"] = row.get("peak_device_gb") or row["peak_rss_gb"]
-                    print(f"{model:<10} {mode:<8} {length:>6} {batch:>3} {row['seconds'] * 1e3:>9.1f} "
+                    print(f"{model:<15} {mode:<8} {length:>6} {batch:>3} {row['seconds'] * 1e3:>9.1f} "
                           f"{row['tokens_per_s']:>8.0f} {row['mfu']:>5.2f} {row['mfu_local']:>5.2f} "
                           f"{row['memory_gb']:>6.2f} {row['compile_s']:>9.1f} {row['construct_s']:>7.1f}",
                           flush=True)
                 else:
-                    print(f"{model:<10} {mode:<8} {length:>6} {batch:>3}  skipped: {row['skipped']}", flush=True)
+                    print(f"{model:<15} {mode:<8} {length:>6} {batch:>3}  skipped: {row['skipped']}", flush=True)
                 rows.append(row)
     result = {"device": probe["device"], "platform": probe["platform"], "dtype": args.dtype,
               "matmul_peak_gflops": peaks, "size": size, "rows": rows, "hugepages": hugepages_on(),

@@ -18,6 +18,8 @@ COMMANDS = {
     "pretrain": ("bigs.cli.pretrain", "masked-LM pretraining from HDF5 shards (pretrain.py flags)"),
     "build-shards": ("bigs.cli.build_shards", "tokenise, pack and mask raw text into HDF5 shards"),
     "convert": ("bigs.cli.convert", "convert a checkpoint folder between Flax and PyTorch files"),
+    "embed": ("bigs.cli.embed", "sentence embeddings (mean of the last hidden states) of each line of a file"),
+    "export-onnx": ("bigs.cli.export_onnx", "export a checkpoint folder as an ONNX model (needs torch)"),
 }
 
 # Commands that train: run as `bigs <command>`, they restart with malloc on huge pages first.
@@ -26,7 +28,8 @@ TRAINING = ("demo", "glue", "pretrain")
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: bigs <command> [flags]   (bigs <command> --help for its flags)", "", "commands:"]
+    lines = ["usage: bigs <command> [flags]   (bigs <command> --help for its flags; bigs --version)", "",
+             "commands:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -36,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from bigs import __version__
+
+        print(f"bigs {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

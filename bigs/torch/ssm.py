@@ -41,20 +41,27 @@ def choose_backend(backend: ConvBackend | str, length: int) -> ConvBackend:
 
 
 def discretize(A_re, A_im, C, log_step):
-    """Zero-order hold of one S4D layer (A_re, A_im [N], C [N, 2], log_step [1], float32):
-    (dtA [N] complex64, C' [N] complex64), with C'_n = C_n (exp(dt A_n) - 1) / A_n."""
-    A = torch.complex(torch.clamp(A_re, max=_MAX_A_RE), A_im)
-    dtA = torch.exp(log_step) * A
-    C_complex = torch.complex(C[:, 0], C[:, 1])
-    return dtA, C_complex * (torch.exp(dtA) - 1.0) / A
+    """Zero-order hold of one S4D layer (A_re, A_im [N], C [N, 2], log_step [1], float32),
+    in real arithmetic (ONNX has no complex numbers): (dtA_re, dtA_im, C'_re, C'_im), each
+    [N], the parts of dtA = dt A and of C' = C (exp(dt A) - 1) / A."""
+    a, b = torch.clamp(A_re, max=_MAX_A_RE), A_im
+    dt = torch.exp(log_step)
+    dtA_re, dtA_im = dt * a, dt * b
+    growth = torch.exp(dtA_re)
+    u, v = growth * torch.cos(dtA_im) - 1.0, growth * torch.sin(dtA_im)        # exp(dt A) - 1
+    x, y = C[:, 0] * u - C[:, 1] * v, C[:, 0] * v + C[:, 1] * u                # C (exp(dt A) - 1)
+    norm = a * a + b * b
+    return dtA_re, dtA_im, (x * a + y * b) / norm, (y * a - x * b) / norm      # ... / A
 
 
 def kernel(A_re, A_im, C, log_step, length: int) -> torch.Tensor:
-    """The convolution kernel K [length] float32: K[k] = Re sum_n C'_n exp(k dtA_n)."""
-    dtA, C_bar = discretize(A_re, A_im, C, log_step)
-    steps = torch.arange(length, dtype=torch.float32, device=A_re.device)
-    powers = torch.exp(dtA[:, None] * steps[None, :])                  # [N, L] complex
-    return torch.einsum("n,nl->l", C_bar, powers).real
+    """The convolution kernel K [length] float32:
+    K[k] = Re sum_n C'_n exp(k dtA_n) = sum_n exp(k Re dtA_n) (Re C'_n cos(k Im dtA_n) - Im C'_n sin(k Im dtA_n))."""
+    dtA_re, dtA_im, C_re, C_im = discretize(A_re, A_im, C, log_step)
+    steps = torch.arange(length, dtype=torch.float32, device=A_re.device)[None, :]
+    phase = dtA_im[:, None] * steps                                           # [N, L]
+    decay = torch.exp(dtA_re[:, None] * steps)
+    return (decay * (C_re[:, None] * torch.cos(phase) - C_im[:, None] * torch.sin(phase))).sum(0)
 
 
 def toeplitz(K: torch.Tensor) -> torch.Tensor:
@@ -63,6 +70,13 @@ def toeplitz(K: torch.Tensor) -> torch.Tensor:
     offsets = torch.arange(length, device=K.device)
     lag = offsets[:, None] - offsets[None, :]
     return torch.where(lag >= 0, K[lag.clamp(min=0)], K.new_zeros(()))
+
+
+def _fft_conv(u: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Causal convolution of u [B, L, C] with K [L] by zero-padded real FFTs over 2L."""
+    n = 2 * u.shape[1]
+    spectrum = torch.fft.rfft(u, n=n, dim=1) * torch.fft.rfft(K, n=n)[None, :, None]
+    return torch.fft.irfft(spectrum, n=n, dim=1)[:, :u.shape[1]]
 
 
 def convolution(u: torch.Tensor, params: dict, backend: ConvBackend) -> torch.Tensor:
@@ -74,9 +88,7 @@ def convolution(u: torch.Tensor, params: dict, backend: ConvBackend) -> torch.Te
         K = kernel(params["A_re"].float(), params["A_im"].float(), params["C"].float(),
                    params["log_step"].float(), length)
         if backend is ConvBackend.FFT:
-            n = 2 * length
-            spectrum = torch.fft.rfft(u32, n=n, dim=1) * torch.fft.rfft(K, n=n)[None, :, None]
-            y = torch.fft.irfft(spectrum, n=n, dim=1)[:, :length]
+            y = _fft_conv(u32, K)
         elif backend is ConvBackend.TOEPLITZ:
             y = torch.matmul(toeplitz(K), u32)                          # [L, L] @ [B, L, C]
         else:

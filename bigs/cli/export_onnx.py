@@ -1,0 +1,77 @@
+"""`bigs export-onnx`: a checkpoint folder as an ONNX model, for onnxruntime.
+
+    bigs export-onnx --model_name_or_path bigs_demo --output bigs_demo.onnx
+
+The folder's architecture (config.json "architectures": a head, or the encoder) is exported
+by bigs.torch.export: inputs input_ids, attention_mask, token_type_ids (int64, dynamic batch
+and length up to max_position_embeddings), the head's outputs in order. Needs the onnx
+extra: pip install "bigs[onnx]".
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+from ..errors import BiGSError, ConfigError
+from .common import HelpFormatter, report, setup_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bigs export-onnx", allow_abbrev=False, formatter_class=HelpFormatter,
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--model_name_or_path", required=True, help="checkpoint folder or hub id")
+    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    parser.add_argument("--pad_mode", choices=("reference", "exact"),
+                        help="fixed in the graph (default: the checkpoint's config)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging()
+    prog = "bigs export-onnx"
+    try:
+        if os.path.exists(args.output) and not args.overwrite:
+            raise ConfigError(f"--output {args.output!r} exists; pass --overwrite to replace it")
+        if os.path.isdir(args.output):
+            raise ConfigError(f"--output {args.output!r} is a folder; expected a file name such as model.onnx")
+        try:
+            import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
+
+            import bigs.torch as bt
+            from bigs.torch.export import export_onnx
+        except ImportError as error:
+            raise ConfigError(f"export-onnx needs the onnx extra ({error.name} is missing): "
+                              "pip install 'bigs[onnx]'") from None
+        config = bt.BiGSTransformersConfig.from_dict(_read_config(args.model_name_or_path))
+        name = (config.architectures or ["BiGSModel"])[0]
+        model_class = bt.MODEL_CLASSES.get(name, bt.BiGSModel)
+        model = model_class.from_pretrained(args.model_name_or_path)
+        for noisy in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # the exporter's own notes, not the user's concern
+            outputs = export_onnx(model, args.output, pad_mode=args.pad_mode)
+    except BiGSError as error:
+        return report(prog, error)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    print(f"wrote {args.output}: {model_class.__name__}, inputs input_ids, attention_mask, token_type_ids; "
+          f"outputs {', '.join(outputs)}")
+    return 0
+
+
+def _read_config(source: str) -> dict:
+    import json
+
+    from ..config import CONFIG_NAME
+    from ..weights import resolve_file
+
+    with open(resolve_file(source, CONFIG_NAME), encoding="utf-8") as f:
+        return json.load(f)
