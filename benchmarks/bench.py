@@ -45,7 +45,7 @@ import time
 from bigs.runtime import hugepages_on, relaunch_with_hugepages
 
 TORCH_BIGS = ("bigs-torch", "bigs-torch-bf16")      # PyTorch BiGS: float32, and bfloat16 autocast
-COMPILED = "bigs-torch-compile"                      # PyTorch BiGS float32 under torch.compile (--torch-compile)
+COMPILED = ("bigs-torch-compile", "bigs-torch-bf16-compile")   # the same under torch.compile (--torch-compile)
 BASE = dict(num_hidden_layers=12, hidden_size=768, intermediate_size=3072, num_ssm=64, vocab_size=30522)
 TINY = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_ssm=16, vocab_size=1000)
 MASK_FRACTION = 0.15
@@ -63,7 +63,7 @@ def model_flops(model: str, mode: str, size: dict, batch: int, length: int) -> f
     tokens = batch * length
     if model.startswith("bigs"):
         per_token = 2 * (3 * H * I + 4 * H * H)
-        head_tokens = tokens if model in TORCH_BIGS + (COMPILED,) else int(round(MASK_FRACTION * length)) * batch
+        head_tokens = tokens if model in TORCH_BIGS + COMPILED else int(round(MASK_FRACTION * length)) * batch
     else:
         per_token = 2 * (4 * H * H + 2 * H * I + 2 * length * H)
         head_tokens = tokens
@@ -151,13 +151,13 @@ def run_bigs_torch(case: dict) -> dict:
 
     size, batch, length = case["size"], case["batch"], case["length"]
     device = "cuda" if case.get("platform") == "gpu" and torch.cuda.is_available() else "cpu"
-    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=case["model"] == "bigs-torch-bf16")
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled="bf16" in case["model"])
     torch.manual_seed(0)
     config = bt.BiGSTransformersConfig(**size, max_position_embeddings=length, hidden_dropout_prob=0.0)
     start = time.perf_counter()
     model = (bt.BiGSModel if case["mode"] == "forward" else bt.BiGSForMaskedLM)(config).to(device)
     construct = time.perf_counter() - start
-    run = torch.compile(model) if case["model"] == COMPILED else model
+    run = torch.compile(model) if case["model"] in COMPILED else model
     rng = np.random.RandomState(0)
     ids = torch.from_numpy(rng.randint(1, size["vocab_size"], (batch, length))).to(device)
     mask = torch.ones_like(ids)
@@ -309,15 +309,13 @@ def run_bert(case: dict) -> dict:
 
 RUNNERS = {"probe": run_probe, "matmul": run_matmul, "torch-matmul": run_torch_matmul, "bigs": run_bigs,
            "bigs-remat": run_bigs, "bert": run_bert, "bigs-torch": run_bigs_torch, "bigs-torch-bf16": run_bigs_torch,
-           COMPILED: run_bigs_torch}
+           **dict.fromkeys(COMPILED, run_bigs_torch)}
 
 
 def peak_key(model: str, dtype: str) -> tuple[str, str]:
     """(framework, dtype) of the matmul peak a model's MFU is measured against."""
-    if model == "bigs-torch-bf16":
-        return "torch", "bfloat16"
-    if model in ("bigs-torch", COMPILED):
-        return "torch", "float32"
+    if model in TORCH_BIGS + COMPILED:
+        return "torch", "bfloat16" if "bf16" in model else "float32"
     return ("torch" if model == "bert" else "jax"), dtype
 
 
@@ -360,9 +358,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-bert", action="store_true")
     parser.add_argument("--no-torch-bigs", action="store_true", help="skip PyTorch BiGS (float32 and bfloat16)")
     parser.add_argument("--torch-compile", action="store_true",
-                        help="also time PyTorch BiGS float32 under torch.compile (inductor; compile time as compile s)")
+                        help="also time PyTorch BiGS under torch.compile, float32 and bfloat16 (inductor; "
+                             "compile time as compile s)")
     parser.add_argument("--remat", action="store_true",
                         help="also time BiGS training with remat=True (each layer recomputed in the backward pass)")
+    parser.add_argument("--compile-max-length", type=int, default=512,
+                        help="torch.compile cases only up to this length (at 16k inductor compiles for minutes)")
     parser.add_argument("--bert-max-length", type=int, default=8192,
                         help="skip BERT above this (16k takes minutes per call on 2 cores)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per case before it is skipped")
@@ -391,7 +392,7 @@ def main(argv=None) -> dict:
     if not has_torch:
         print("PyTorch BiGS and BERT skipped: install the bench extra (pip install -e .[bench])")
     if has_torch and not args.no_torch_bigs:
-        models += list(TORCH_BIGS) + ([COMPILED] if args.torch_compile else [])
+        models += list(TORCH_BIGS) + (list(COMPILED) if args.torch_compile else [])
     if has_torch and not args.no_bert:
         models.append("bert")
 
@@ -420,6 +421,8 @@ def main(argv=None) -> dict:
                 row = {"model": model, "mode": mode, "length": length, "batch": batch, "dtype": args.dtype}
                 if model == "bert" and length > args.bert_max_length:
                     row["skipped"] = f"L > --bert-max-length={args.bert_max_length}"
+                elif model in COMPILED and length > args.compile_max_length:
+                    row["skipped"] = f"L > --compile-max-length={args.compile_max_length}"
                 else:
                     # One call of a long case takes seconds on CPU; a GPU can afford the repeats.
                     row.update(runner({"model": model, "mode": mode, "length": length, "batch": batch,

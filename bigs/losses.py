@@ -96,3 +96,63 @@ def masked_lm_loss(head_fn, hidden: Array, labels: Array, max_predictions: int) 
     loss = jnp.sum(jnp.where(valid, nll, 0.0)) / jnp.maximum(count, 1)
     correct = jnp.sum(valid & hit)
     return MaskedLMLoss(loss=loss, correct=correct, count=count)
+
+
+# ----------------------------------------------------------------- the heads' losses
+# The labels each head's __call__ takes (keyed by architecture name), as transformers' BERT.
+HEAD_LABELS = {
+    "BiGSModel": (),
+    "BiGSForMaskedLM": ("labels",),
+    "BiGSForPreTraining": ("labels", "next_sentence_label"),
+    "BiGSForNextSentencePrediction": ("labels",),
+    "BiGSForSequenceClassification": ("labels",),
+    "BiGSForTokenClassification": ("labels",),
+    "BiGSForQuestionAnswering": ("start_positions", "end_positions"),
+    "BiGSForMultipleChoice": ("labels",),
+}
+
+
+def _cross_entropy(logits, labels, ignore_index: int | None = IGNORE_INDEX):
+    """Mean softmax cross-entropy of logits [N, C] float32 against labels [N] int, over the
+    labels that are not ignore_index (torch.nn.functional.cross_entropy's mean)."""
+    labels = jnp.asarray(labels).reshape(-1).astype(jnp.int32)
+    logits = jnp.asarray(logits, jnp.float32).reshape(labels.shape[0], -1)
+    keep = labels != ignore_index if ignore_index is not None else jnp.ones_like(labels, bool)
+    safe = jnp.where(keep, labels, 0)
+    nll = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, safe[:, None], axis=-1)[:, 0]
+    return jnp.sum(jnp.where(keep, nll, 0.0)) / jnp.sum(keep)
+
+
+def head_loss(architecture: str, config, out, labels=None, next_sentence_label=None, start_positions=None,
+              end_positions=None):
+    """The loss transformers' BERT head of `architecture` gives for `out` (a head output):
+    MLM and token classification: cross-entropy over labels != -100; pretraining: MLM + NSP;
+    NSP and multiple choice: cross-entropy; sequence classification: MSE when num_labels is
+    1 (or problem_type "regression"), cross-entropy for integer labels, binary cross-entropy
+    with logits for float labels (multi-label); QA: the mean of the start and end
+    cross-entropies, positions outside the sequence clamped to L and ignored. float32 []."""
+    if architecture in ("BiGSForMaskedLM", "BiGSForTokenClassification"):
+        return _cross_entropy(out.logits, labels)
+    if architecture == "BiGSForPreTraining":
+        return (_cross_entropy(out.prediction_logits, labels)
+                + _cross_entropy(out.seq_relationship_logits, next_sentence_label, None))
+    if architecture in ("BiGSForNextSentencePrediction", "BiGSForMultipleChoice"):
+        return _cross_entropy(out.logits, labels, None)
+    if architecture == "BiGSForQuestionAnswering":
+        length = out.start_logits.shape[-1]
+        start = jnp.clip(jnp.asarray(start_positions).reshape(-1), 0, length)
+        end = jnp.clip(jnp.asarray(end_positions).reshape(-1), 0, length)
+        return (_cross_entropy(out.start_logits, start, length) + _cross_entropy(out.end_logits, end, length)) / 2
+    if architecture == "BiGSForSequenceClassification":
+        labels = jnp.asarray(labels)
+        logits = jnp.asarray(out.logits, jnp.float32)
+        problem = config.problem_type or ("regression" if config.num_labels == 1 else
+                                          "single_label_classification" if jnp.issubdtype(labels.dtype, jnp.integer)
+                                          else "multi_label_classification")
+        if problem == "regression":
+            return jnp.mean((jnp.squeeze(logits) - jnp.squeeze(labels).astype(jnp.float32)) ** 2)
+        if problem == "single_label_classification":
+            return _cross_entropy(logits, labels, None)
+        targets = labels.astype(jnp.float32)
+        return jnp.mean(jnp.maximum(logits, 0) - logits * targets + jnp.log1p(jnp.exp(-jnp.abs(logits))))
+    raise ValueError(f"{architecture} has no loss")

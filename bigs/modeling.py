@@ -516,19 +516,31 @@ class FlaxBiGSPreTrainedModel:
                  dropout_rng=None, train: bool = False, output_attentions: bool | None = None,
                  output_hidden_states: bool | None = None, return_dict: bool | None = None,
                  pad_mode: str | None = None, conv_backend: str | None = None, layer_impl: str | None = None,
-                 padding: str | None = None):
+                 padding: str | None = None, **labels):
         """Run the model on input_ids [B, L] ([B, choices, L] for multiple choice).
 
         `pad_mode` ("reference" or "exact"; `padding` is its old name), `conv_backend`
         ("auto", "fft", "toeplitz", "scan") and `layer_impl` ("auto", "reference", "fast")
         override the config for this call. BiGS has no attention, so output_attentions is
-        accepted and ignored. Raises InputError for bad inputs or options."""
+        accepted and ignored. `labels` are the head's, as in transformers' BERT: `labels`
+        ([B, L] with -100 ignored for MLM and token classification; [B] for classification,
+        NSP and multiple choice; float for regression), `next_sentence_label` (pretraining),
+        `start_positions` and `end_positions` (question answering); with them the output's
+        `loss` is the loss transformers' BERT head gives. Raises InputError for bad inputs,
+        options or label names."""
         inputs = self.prepare_inputs(input_ids, attention_mask, token_type_ids, position_ids)
         if train and dropout_rng is None:
             raise InputError("train=True applies dropout and needs dropout_rng=jax.random.PRNGKey(...)")
+        label_names = losses.HEAD_LABELS[self.architecture]
+        unknown = sorted(set(labels) - set(label_names))
+        if unknown:
+            raise InputError(f"{type(self).__name__} takes the labels {list(label_names) or 'none'}, "
+                             f"not {unknown}")
         out = _forward(self.module, self.params if params is None else params, *inputs, dropout_rng,
                        train=train, output_hidden_states=bool(output_hidden_states),
                        **_call_options(pad_mode, conv_backend, layer_impl, padding))
+        if any(value is not None for value in labels.values()):
+            out = out.replace(loss=losses.head_loss(self.architecture, self.config, out, **labels))
         return out if return_dict in (None, True) else out.to_tuple()
 
     # -------------------------------------------------------------- checkpoints

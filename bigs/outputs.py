@@ -1,6 +1,7 @@
 """Model output containers, with the field names of the original (Hugging Face Flax) outputs.
 
-Fields can be read as attributes (`out.logits`), by name (`out["logits"]`) or by position
+Head outputs start with `loss`, set when the call was given labels (None otherwise, and then
+left out of `to_tuple`), as in transformers' PyTorch outputs. Fields can be read as attributes (`out.logits`), by name (`out["logits"]`) or by position
 over the fields that are set (`out[0]`), like transformers' ModelOutput. They are pytrees,
 so jitted functions can return them.
 """
@@ -42,6 +43,7 @@ class FlaxBaseModelOutputWithPooling(ModelOutput):
 
 @flax.struct.dataclass
 class FlaxMaskedLMOutput(ModelOutput):
+    loss: Any = None          # with labels: the loss transformers' BERT head gives
     logits: Any = None
     hidden_states: Tensors = None
     attentions: Tensors = None
@@ -49,6 +51,7 @@ class FlaxMaskedLMOutput(ModelOutput):
 
 @flax.struct.dataclass
 class FlaxBiGSForPreTrainingOutput(ModelOutput):
+    loss: Any = None          # with labels: the loss transformers' BERT head gives
     prediction_logits: Any = None
     seq_relationship_logits: Any = None
     hidden_states: Tensors = None
@@ -57,6 +60,7 @@ class FlaxBiGSForPreTrainingOutput(ModelOutput):
 
 @flax.struct.dataclass
 class FlaxNextSentencePredictorOutput(ModelOutput):
+    loss: Any = None          # with labels: the loss transformers' BERT head gives
     logits: Any = None
     hidden_states: Tensors = None
     attentions: Tensors = None
@@ -64,6 +68,7 @@ class FlaxNextSentencePredictorOutput(ModelOutput):
 
 @flax.struct.dataclass
 class FlaxSequenceClassifierOutput(ModelOutput):
+    loss: Any = None          # with labels: the loss transformers' BERT head gives
     logits: Any = None
     hidden_states: Tensors = None
     attentions: Tensors = None
@@ -71,6 +76,7 @@ class FlaxSequenceClassifierOutput(ModelOutput):
 
 @flax.struct.dataclass
 class FlaxTokenClassifierOutput(ModelOutput):
+    loss: Any = None          # with labels: the loss transformers' BERT head gives
     logits: Any = None
     hidden_states: Tensors = None
     attentions: Tensors = None
@@ -78,6 +84,7 @@ class FlaxTokenClassifierOutput(ModelOutput):
 
 @flax.struct.dataclass
 class FlaxQuestionAnsweringModelOutput(ModelOutput):
+    loss: Any = None          # with labels: the loss transformers' BERT head gives
     start_logits: Any = None
     end_logits: Any = None
     hidden_states: Tensors = None
@@ -86,6 +93,7 @@ class FlaxQuestionAnsweringModelOutput(ModelOutput):
 
 @flax.struct.dataclass
 class FlaxMultipleChoiceModelOutput(ModelOutput):
+    loss: Any = None          # with labels: the loss transformers' BERT head gives
     logits: Any = None
     hidden_states: Tensors = None
     attentions: Tensors = None

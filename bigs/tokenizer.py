@@ -180,6 +180,7 @@ class BiGSTokenizer:
         truncation: bool = True,
         pad_to_multiple_of: int | None = None,
         return_numpy: bool = True,
+        return_tensors: str | None = None,
     ) -> dict[str, np.ndarray] | dict[str, list[list[int]]]:
         """Tokenizes a batch of texts (or text pairs).
 
@@ -192,10 +193,18 @@ class BiGSTokenizer:
           truncation: cut to `max_length`; pairs drop tokens from the longer segment first.
           pad_to_multiple_of: round the padded length up to a multiple of this.
           return_numpy: int32 arrays [batch, length]; else lists of lists (may be ragged).
+          return_tensors: as in transformers, "np" (int32 numpy, the default), "jax" (int32
+            jax arrays) or "pt" (int64 torch tensors); overrides return_numpy.
 
         Returns:
           {"input_ids", "attention_mask", "token_type_ids"}, each [batch, length].
+
+        Raises:
+          InputError: texts and text_pairs of different counts, a max_length with no room
+            for text, an unknown padding or return_tensors, or ragged rows asked as arrays.
         """
+        if return_tensors not in (None, "np", "jax", "pt"):
+            raise InputError(f"return_tensors={return_tensors!r}; expected 'np', 'jax' or 'pt'")
         if isinstance(texts, str):
             texts = [texts]
         if isinstance(text_pairs, str):
@@ -235,7 +244,7 @@ class BiGSTokenizer:
             "attention_mask": [encoding.attention_mask for encoding in encodings],
             "token_type_ids": [encoding.type_ids for encoding in encodings],
         }
-        if not return_numpy:
+        if not return_numpy and return_tensors is None:
             return batch
         lengths = sorted({len(ids) for ids in batch["input_ids"]})
         if len(lengths) > 1:
@@ -245,7 +254,16 @@ class BiGSTokenizer:
                 "into arrays: pad, truncate, or pass return_numpy=False"
             )
         width = lengths[0] if lengths else 0
-        return {key: np.asarray(rows, dtype=np.int32).reshape(len(rows), width) for key, rows in batch.items()}
+        arrays = {key: np.asarray(rows, dtype=np.int32).reshape(len(rows), width) for key, rows in batch.items()}
+        if return_tensors == "jax":
+            import jax.numpy as jnp
+
+            return {key: jnp.asarray(value) for key, value in arrays.items()}
+        if return_tensors == "pt":
+            import torch
+
+            return {key: torch.from_numpy(value.astype(np.int64)) for key, value in arrays.items()}
+        return arrays
 
     def encode(
         self,

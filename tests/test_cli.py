@@ -204,3 +204,82 @@ def test_ctrl_c_while_a_command_imports_or_builds_shards_is_one_line(monkeypatch
     argv = ["--input", str(tmp_path / "a.txt"), "--output_dir", str(tmp_path / "out"), "--vocab_file", "v.txt"]
     assert build_shards.main(argv) == 130
     assert capsys.readouterr().err.startswith("bigs build-shards: interrupted; run it again with --overwrite")
+
+
+def _tiny_classifier(tmp_path, words=("hello", "world", "café", "long")):
+    from bigs import BiGSConfig, FlaxBiGSForSequenceClassification
+    from bigs.tokenizer import BiGSTokenizer
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    config = BiGSConfig(vocab_size=5 + len(words), hidden_size=16, num_hidden_layers=1, intermediate_size=32,
+                        num_ssm=4, max_position_embeddings=16, num_labels=2)
+    FlaxBiGSForSequenceClassification(config).save_pretrained(tmp_path / "cls",
+                                                               tokenizer=BiGSTokenizer.from_vocab(str(vocab)))
+    return tmp_path / "cls"
+
+
+def test_predict_reads_stdin_and_files_and_writes_jsonl_or_tsv(tmp_path, capsys, monkeypatch):
+    import io
+    import json
+
+    model = str(_tiny_classifier(tmp_path))
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello café\n\nworld\thello\n"))
+    assert predict.main(["--model_name_or_path", model, "--input_file", "-"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["id"] for row in rows] == [0, 2]                          # line numbers; blank lines skipped
+    assert rows[0]["text"] == ["hello café", ""] and rows[1]["text"] == ["world", "hello"]   # TAB: a pair
+
+    assert predict.main(["--model_name_or_path", model, "hello café"]) == 0
+    out = capsys.readouterr().out
+    assert "café" in out and "\\u00e9" not in out and '"id"' not in out   # non-ASCII kept as it is
+
+    table = tmp_path / "in.csv"
+    table.write_text("idx,sentence\n7,hello world\n9,world\n")
+    tsv = tmp_path / "out.tsv"
+    assert predict.main(["--model_name_or_path", model, "--input_file", str(table), "--output_file", str(tsv)]) == 0
+    lines = tsv.read_text().splitlines()
+    assert lines[0] == "id\ttext\tlabel\tp_LABEL_0\tp_LABEL_1"
+    assert [line.split("\t")[0] for line in lines[1:]] == ["7", "9"]
+    assert predict.main(["--model_name_or_path", model, "--input_file", str(table), "--output_file", str(tsv)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+
+    long_text = " ".join(["long"] * 40)
+    assert predict.main(["--model_name_or_path", model, long_text, "hello"]) == 0
+    assert "1 of 2 texts are longer than 16 tokens and were truncated" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_tokenizer_larger_than_the_model(tmp_path, capsys):
+    from bigs.tokenizer import BiGSTokenizer
+
+    model = _tiny_classifier(tmp_path)
+    bigger = tmp_path / "big_vocab.txt"
+    bigger.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(30)]) + "\n")
+    BiGSTokenizer.from_vocab(str(bigger)).save_pretrained(model)
+    assert predict.main(["--model_name_or_path", str(model), "w3 w29"]) == 2
+    err = capsys.readouterr().err
+    assert "the tokenizer has 35 tokens but the model's vocab_size is 9" in err and "Traceback" not in err
+
+
+def test_version_and_command_list(capsys):
+    import bigs
+
+    assert main.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"bigs {bigs.__version__}"
+    assert main.main(["--help"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("convert", "embed", "export-onnx", "predict"))
+
+
+def test_embed_refuses_bad_outputs(tmp_path, capsys):
+    model = _tiny_classifier(tmp_path)
+    lines = tmp_path / "lines.txt"
+    lines.write_text("hello\n")
+    assert main.main(["embed", "--model_name_or_path", str(model), "--input", str(lines),
+                      "--output", str(tmp_path / "v.csv")]) == 2
+    assert "must end in .npy or .jsonl" in capsys.readouterr().err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert main.main(["embed", "--model_name_or_path", str(model), "--input", str(empty),
+                      "--output", str(tmp_path / "v.npy")]) == 2
+    assert "holds no lines" in capsys.readouterr().err

@@ -139,3 +139,20 @@ def test_missing_files(tmp_path):
     (tmp_path / "vocab.txt").write_text("hello\nworld\n")
     with pytest.raises(DataError, match=r"lacks the special tokens \['\[PAD\]'"):
         BiGSTokenizer.from_vocab(str(tmp_path / "vocab.txt"))
+
+
+def test_return_tensors_as_in_transformers(vocab_file):
+    import jax
+    import pytest
+
+    from bigs.errors import InputError
+    from bigs.tokenizer import BiGSTokenizer
+
+    tokenizer = BiGSTokenizer.from_vocab(str(vocab_file))
+    arrays = tokenizer(["hello world", "hi"], return_tensors="np")
+    assert arrays["input_ids"].dtype == np.int32 and arrays["input_ids"].shape == (2, 4)
+    assert isinstance(tokenizer(["hello"], return_tensors="jax")["input_ids"], jax.Array)
+    lists = tokenizer(["hello"], return_numpy=False, return_tensors="np")      # return_tensors wins
+    assert isinstance(lists["input_ids"], np.ndarray)
+    with pytest.raises(InputError, match="return_tensors='tf'"):
+        tokenizer(["hello"], return_tensors="tf")

@@ -180,12 +180,32 @@ def test_fft_and_toeplitz_agree(length):
     np.testing.assert_allclose(toeplitz.double().numpy(), direct.numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_auto_backend_by_length():
+def test_auto_backend_by_length_and_device():
     assert torch_ssm.choose_backend("auto", 512) is ConvBackend.TOEPLITZ
-    assert torch_ssm.choose_backend("auto", 513) is ConvBackend.FFT
-    assert torch_ssm.choose_backend("scan", 100) is ConvBackend.FFT       # no torch scan: the FFT
+    assert torch_ssm.choose_backend("auto", 513, "cpu") is ConvBackend.SCAN
+    assert torch_ssm.choose_backend("auto", 513, "cuda") is ConvBackend.FFT
+    assert torch_ssm.choose_backend("scan", 100) is ConvBackend.SCAN
     with pytest.raises(ValueError, match="not a ConvBackend"):
         torch_ssm.choose_backend("nope", 8)
+
+
+@pytest.mark.parametrize("length", [1, 255, 256, 257, 1000, 3000])
+def test_chunked_scan_agrees_with_the_fft_and_bfloat16_stays_close(length):
+    from bigs.ssm_init import init_A
+
+    gen = torch.Generator().manual_seed(length)
+    a_re, a_im = init_A("inv", 16)
+    params = {"A_re": torch.tensor(a_re), "A_im": torch.tensor(a_im), "C": torch.randn(16, 2, generator=gen) * 0.7,
+              "D": torch.randn(1, generator=gen), "log_step": torch.tensor([-2.5])}
+    u = torch.randn(3, length, 4, generator=gen)
+    fft = torch_ssm.convolution(u, params, ConvBackend.FFT)
+    scan = torch_ssm.convolution(u, params, ConvBackend.SCAN)
+    np.testing.assert_allclose(scan.numpy(), fft.numpy(), rtol=1e-5, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):       # bfloat16 matmul operands, float32 sums
+        low = torch_ssm.convolution(u, params, ConvBackend.SCAN)
+        exact = torch_ssm.convolution(u, params, ConvBackend.SCAN, precision="float32")
+    assert float((low - fft).abs().max()) < 0.02 * max(1.0, float(fft.abs().max()))
+    np.testing.assert_allclose(exact.numpy(), fft.numpy(), rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------- training
@@ -527,3 +547,51 @@ def test_tied_embeddings_the_transformers_5_way(tmp_path):
     with torch.no_grad():
         assert torch.equal(again(input_ids=ids).logits, model.eval()(input_ids=ids).logits)
     assert again.cls.predictions.decoder.weight is again.s4_bert.embeddings.word_embeddings.weight
+
+
+def test_flax_heads_give_the_losses_of_the_pytorch_heads(tmp_path):
+    """model(..., labels=...) returns the loss for every Flax head: the PyTorch head's, which
+    is transformers' BERT's (tested above)."""
+    import bigs
+
+    rng = np.random.RandomState(0)
+    config = tiny(num_labels=3)
+    inputs = batch(config, size=4, length=10)
+    flat = {k: v.numpy() for k, v in inputs.items()}
+    token_labels = np.full((4, 10), -100)
+    token_labels[:, 0] = [0, 1, 2, 0]
+    mlm_labels = np.full((4, 10), -100)
+    mlm_labels[0, 1], mlm_labels[2, 3] = 5, 7
+    cases = {
+        "BiGSForMaskedLM": ({}, {"labels": mlm_labels}),
+        "BiGSForPreTraining": ({}, {"labels": mlm_labels, "next_sentence_label": np.array([0, 1, 1, 0])}),
+        "BiGSForNextSentencePrediction": ({}, {"labels": np.array([1, 0, 0, 1])}),
+        "BiGSForSequenceClassification": ({}, {"labels": np.array([0, 2, 1, 2])}),
+        "BiGSForTokenClassification": ({}, {"labels": token_labels}),
+        "BiGSForQuestionAnswering": ({"num_labels": 2}, {"start_positions": np.array([1, 2, 50, 0]),
+                                                         "end_positions": np.array([3, 4, 5, 60])}),
+    }
+    regression = ({"num_labels": 1}, {"labels": rng.normal(size=4).astype(np.float32)})
+    multi_label = ({}, {"labels": rng.randint(0, 2, (4, 3)).astype(np.float32)})
+    runs = [(name, *case) for name, case in cases.items()]
+    runs += [("BiGSForSequenceClassification", *regression), ("BiGSForSequenceClassification", *multi_label)]
+    for index, (name, overrides, labels) in enumerate(runs):
+        torch.manual_seed(index)
+        model = bt.MODEL_CLASSES[name](tiny(**{"num_labels": 3, **overrides})).eval()
+        model.save_pretrained(tmp_path / str(index))
+        with torch.no_grad():
+            expected = model(**inputs, **{k: torch.from_numpy(v) for k, v in labels.items()}).loss
+        flax_model = bigs.MODEL_CLASSES["Flax" + name].from_pretrained(tmp_path / str(index))
+        got = flax_model(flat["input_ids"], flat["attention_mask"], flat["token_type_ids"], **labels).loss
+        assert float(got) == pytest.approx(float(expected), rel=1e-5, abs=1e-6), name
+    choice = bt.BiGSForMultipleChoice(config).eval()
+    choice.save_pretrained(tmp_path / "mc")
+    many = {k: v.reshape(2, 2, 10) for k, v in flat.items()}
+    with torch.no_grad():
+        expected = choice(**{k: torch.from_numpy(v) for k, v in many.items()}, labels=torch.tensor([1, 0])).loss
+    flax_choice = bigs.FlaxBiGSForMultipleChoice.from_pretrained(tmp_path / "mc")
+    got = flax_choice(many["input_ids"], many["attention_mask"], many["token_type_ids"], labels=np.array([1, 0]))
+    assert float(got.loss) == pytest.approx(float(expected), rel=1e-5)
+    assert got.to_tuple()[0] is got.loss
+    with pytest.raises(InputError, match=r"takes the labels \['labels'\], not \['start_positions'\]"):
+        flax_choice(many["input_ids"], start_positions=np.array([0, 1]))

@@ -2,10 +2,15 @@
 
     bigs predict --model_name_or_path bigs_demo "owl red fox and fox sun" "red owl and sun fox"
     bigs predict --model_name_or_path BiGS_mrpc/ --input_file pairs.tsv --text_columns s1 s2
+    cut -f2 lines.tsv | bigs predict --model_name_or_path bigs_demo --input_file - --output_file out.tsv
 
-Prints one JSON object per text: the label and the probability of every label (or the
-score of a regression model). --input_file takes a .txt file (one text a line) or a
-CSV/TSV/JSON(L) file read like `bigs glue --test_file`.
+Writes one row per text, to stdout or --output_file: JSON lines (the text, the label and the
+probability of every label, or the score of a regression model) or TSV (--output_format tsv,
+or an --output_file ending in .tsv). Rows from a file carry its id column ("idx", "id" or
+"index"; else the row number). --input_file takes a .txt file or - (stdin), one text a line,
+or a CSV/TSV/JSON(L) file read like `bigs glue --test_file`. In arguments and in .txt lines
+alike, a TAB separates the two texts of a pair. Texts longer than --max_seq_length tokens are
+truncated, with a warning saying how many.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bigs predict", allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("texts", nargs="*", help="texts to classify; a TAB inside a text separates a pair")
     parser.add_argument("--model_name_or_path", required=True, help="fine-tuned checkpoint folder or hub id")
-    parser.add_argument("--input_file", help=".txt (one text a line) or CSV/TSV/JSON(L) with text columns")
+    parser.add_argument("--input_file", help=".txt or - (stdin): one text a line; or CSV/TSV/JSON(L) with text columns")
     parser.add_argument("--text_columns", nargs="+", help="text column(s) of --input_file (default: detected)")
     parser.add_argument("--max_seq_length", type=int, help="default: the tokenizer's model_max_length")
     parser.add_argument("--batching", choices=("longest", "max_length"), default="longest",
@@ -36,23 +41,36 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how the model treats pads (default: the model's config, as it was fine-tuned)")
     parser.add_argument("--padding", choices=("exact", "max_length", "reference"),
                         help="as bigs glue's: sets --batching and --pad_mode together")
-    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=32, help="texts per batch")
+    parser.add_argument("--output_file", help="write the rows here (atomically) instead of stdout")
+    parser.add_argument("--output_format", choices=("jsonl", "tsv"),
+                        help="default: tsv for an --output_file ending in .tsv, else jsonl")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output_file if it exists")
     return parser
 
 
-def _read_texts(args) -> tuple[list[str], list[str] | None]:
+def _split_pairs(lines: list[str]) -> tuple[list[str], list[str] | None]:
+    """Texts, and second texts when any line holds a TAB (the same rule for arguments and lines)."""
+    pairs = [line.split("\t", 1) for line in lines]
+    if any(len(pair) == 2 for pair in pairs):
+        return [pair[0] for pair in pairs], [pair[1] if len(pair) == 2 else "" for pair in pairs]
+    return list(lines), None
+
+
+def _read_texts(args) -> tuple[list[str], list[str] | None, list | None]:
+    """(texts, second texts or None, ids or None): ids are the file's id column or row numbers."""
     from ..data.glue import load_user_files
     from ..data.text import read_text
 
     if args.input_file is None:
-        pairs = [text.split("\t", 1) for text in args.texts]
-        if any(len(pair) == 2 for pair in pairs):
-            return [pair[0] for pair in pairs], [pair[1] if len(pair) == 2 else "" for pair in pairs]
-        return list(args.texts), None
-    if args.input_file.endswith(".txt"):
-        return [line for line in read_text(args.input_file).splitlines() if line.strip()], None
+        return (*_split_pairs(list(args.texts)), None)
+    if args.input_file == "-" or args.input_file.endswith(".txt"):
+        text = sys.stdin.read() if args.input_file == "-" else read_text(args.input_file)
+        numbered = [(number, line) for number, line in enumerate(text.splitlines()) if line.strip()]
+        texts, pairs = _split_pairs([line for _, line in numbered])
+        return texts, pairs, [number for number, _ in numbered]
     data, _ = load_user_files(test_file=args.input_file, text_columns=args.text_columns)
-    return data["test"].text_a, data["test"].text_b
+    return data["test"].text_a, data["test"].text_b, list(data["test"].ids)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,14 +87,20 @@ def main(argv: list[str] | None = None) -> int:
             from ..train.finetune import PADDING_ALIASES
 
             args.batching, args.pad_mode = PADDING_ALIASES[args.padding]
-        texts, pairs = _read_texts(args)
-        if not texts:
-            raise BiGSError("no texts to classify; give them as arguments or with --input_file")
+        if args.input_file is not None and args.texts:
+            raise BiGSError("give texts as arguments or with --input_file, not both")
+        output_format = args.output_format or ("tsv" if (args.output_file or "").endswith(".tsv") else "jsonl")
+        if args.output_file is not None and os.path.exists(args.output_file) and not args.overwrite:
+            raise BiGSError(f"--output_file {args.output_file!r} exists; pass --overwrite to replace it")
         if args.batch_size < 1:
             raise BiGSError(f"--batch_size={args.batch_size}; expected a positive integer")
+        texts, pairs, ids = _read_texts(args)
+        if not texts:
+            raise BiGSError("no texts to classify; give them as arguments or with --input_file")
         logging.getLogger("bigs").setLevel(logging.ERROR)   # what loading re-initialised is checked below
         model, report = FlaxBiGSForSequenceClassification.from_pretrained(args.model_name_or_path,
                                                                           output_loading_info=True)
+        logging.getLogger("bigs").setLevel(logging.INFO)
         untrained = [key for key in report.missing_keys + [k for k, _, _ in report.mismatched_keys]
                      if key.startswith("classifier")]
         if untrained:
@@ -88,14 +112,34 @@ def main(argv: list[str] | None = None) -> int:
         if not 3 <= max_len <= model.config.max_position_embeddings:
             raise BiGSError(f"--max_seq_length={max_len}; expected 3 to the model's max_position_embeddings="
                             f"{model.config.max_position_embeddings} ([CLS], [SEP] and at least one token)")
+        if tokenizer.vocab_size > model.config.vocab_size:
+            raise BiGSError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
+                            f"{model.config.vocab_size}: they do not belong together")
         data = encode(tokenizer, Examples(texts, pairs, None, list(range(len(texts)))), max_len)
+        full = tokenizer(texts, pairs, padding=False, truncation=False, return_numpy=False)["input_ids"]
+        cut = sum(len(row) > max_len for row in full)
+        if cut:
+            logging.getLogger("bigs").warning(f"{cut} of {len(texts)} texts are longer than {max_len} tokens "
+                                              "and were truncated (--max_seq_length)")
         logits = predict_logits(model, data, batching=Batching(args.batching, max_len), batch_size=args.batch_size,
                                 pad_id=tokenizer.pad_token_id, pad_mode=args.pad_mode)
     except BiGSError as error:
         print(f"bigs predict: error: {error}", file=sys.stderr)
         return 2
+    rows = _rows(texts, pairs, ids, logits, model.config)
+    lines = _tsv_lines(rows) if output_format == "tsv" else [json.dumps(row, ensure_ascii=False) for row in rows]
+    if args.output_file is not None:
+        from ..files import write_text
+
+        try:
+            write_text(args.output_file, "".join(line + "\n" for line in lines))
+        except OSError as error:
+            print(f"bigs predict: error: cannot write {args.output_file!r} ({error.strerror})", file=sys.stderr)
+            return 1
+        return 0
     try:
-        _print_rows(texts, pairs, logits, model.config)
+        for line in lines:
+            print(line, flush=True)
     except BrokenPipeError:             # `bigs predict ... | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
         return 128 + signal.SIGPIPE
@@ -106,12 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _print_rows(texts, pairs, logits, config) -> None:
-    """One JSON line per text: the label and its probabilities, or the score (regression)."""
+def _rows(texts, pairs, ids, logits, config) -> list[dict]:
+    """One dict per text: its id (file input), the text(s), and the label with every label's
+    probability, or the score (regression)."""
     id2label = config.id2label
     regression = config.problem_type == "regression" or config.num_labels == 1
+    rows = []
     for i, text in enumerate(texts):
-        row = {"text": text if pairs is None else [text, pairs[i]]}
+        row = {} if ids is None else {"id": ids[i]}
+        row["text"] = text if pairs is None else [text, pairs[i]]
         if regression:
             row["score"] = round(float(logits[i, 0]), 4)
         else:
@@ -119,7 +166,26 @@ def _print_rows(texts, pairs, logits, config) -> None:
             probs /= probs.sum()
             row["label"] = id2label[int(probs.argmax())]
             row["probabilities"] = {id2label[k]: round(float(p), 4) for k, p in enumerate(probs)}
-        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def _tsv_lines(rows: list[dict]) -> list[str]:
+    """A header, then one line per row: id, text(s), label or score, each label's probability.
+    TABs and newlines inside a text become spaces, so every row stays one line of columns."""
+    def clean(value) -> str:
+        return " ".join(str(value).replace("\t", " ").splitlines())
+
+    first = rows[0]
+    pair = isinstance(first["text"], list)
+    header = (["id"] if "id" in first else []) + (["text_a", "text_b"] if pair else ["text"])
+    header += ["score"] if "score" in first else ["label", *(f"p_{name}" for name in first["probabilities"])]
+    lines = ["\t".join(header)]
+    for row in rows:
+        cells = ([row["id"]] if "id" in row else []) + (row["text"] if pair else [row["text"]])
+        cells += [row["score"]] if "score" in row else [row["label"], *row["probabilities"].values()]
+        lines.append("\t".join(clean(cell) for cell in cells))
+    return lines
 
 
 if __name__ == "__main__":

@@ -45,9 +45,10 @@ class S4D(nn.Module):
     parts of a unit-variance complex normal; D [1]; log_step [1] (`reset_parameters`).
     """
 
-    def __init__(self, num_ssm: int, scaling: str = "hippo"):
+    def __init__(self, num_ssm: int, scaling: str = "hippo", precision: str = "auto"):
         super().__init__()
         self.scaling = scaling
+        self.precision = precision          # config.conv_precision (bigs/torch/ssm.convolution)
         self.A_re = nn.Parameter(torch.empty(num_ssm))
         self.A_im = nn.Parameter(torch.empty(num_ssm))
         self.C = nn.Parameter(torch.empty(num_ssm, 2))
@@ -71,7 +72,7 @@ class S4D(nn.Module):
         return {"A_re": self.A_re, "A_im": self.A_im, "C": self.C, "D": self.D, "log_step": self.log_step}
 
     def forward(self, u: torch.Tensor, backend: ConvBackend) -> torch.Tensor:
-        return ssm.convolution(u, self.ssm_params(), backend)
+        return ssm.convolution(u, self.ssm_params(), backend, self.precision)
 
 
 class BiGSLayer(nn.Module):
@@ -81,7 +82,10 @@ class BiGSLayer(nn.Module):
     Pre-norm `h + f(LN(h))` or post-norm `LN(h + f(h))` (the same LayerNorm), with
         f(x) = do(gelu(dol(duc_forward(SSM_f(uf)) * flip(duc_backward(SSM_b(ub))))) * v),
         v = gelu(dv(x)), uf = gelu(du_forward(x)), ub = gelu(du_backward(flip(x))).
-    `pad_mode` EXACT zeroes the SSM inputs at pads; `backend` is FFT or TOEPLITZ.
+    `pad_mode` EXACT zeroes the SSM inputs at pads; `backend` is FFT, TOEPLITZ or SCAN.
+    After the SSMs everything is position-wise (`gated_update`); with `token_block` > 0 it
+    runs over blocks of that many tokens, so its [tokens, I] intermediates stay small and in
+    cache (the Flax fast layer's trick; docs/torch.md has the measurements).
     """
 
     def __init__(self, config: BiGSConfig):
@@ -92,17 +96,16 @@ class BiGSLayer(nn.Module):
         self.dv = dense(config, H, I)
         self.du_forward = dense(config, H, H)
         self.du_backward = dense(config, H, H)
-        self.fs4 = S4D(config.num_ssm, config.scaling)
-        self.bs4 = S4D(config.num_ssm, config.scaling)
+        self.fs4 = S4D(config.num_ssm, config.scaling, config.conv_precision)
+        self.bs4 = S4D(config.num_ssm, config.scaling, config.conv_precision)
         self.duc_forward = dense(config, H, H)
         self.duc_backward = dense(config, H, H)
         self.dol = dense(config, H, I)
         self.do = dense(config, I, H)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor, pad_mode: PadMode,
-                backend: ConvBackend) -> torch.Tensor:
+                backend: ConvBackend, token_block: int = 0) -> torch.Tensor:
         x = self.LayerNorm(hidden) if self.pre_norm else hidden
-        v = gelu(self.dv(x))                                           # [B, L, I], the gate
         uf = gelu(self.du_forward(x))                                  # [B, L, H]
         ub = gelu(self.du_backward(torch.flip(x, (1,))))               # [B, L, H], reversed in L
         if pad_mode is PadMode.EXACT:
@@ -110,7 +113,18 @@ class BiGSLayer(nn.Module):
             uf = uf * mask[:, :, None].to(uf.dtype)
             ub = ub * torch.flip(mask, (1,))[:, :, None].to(ub.dtype)
         sf = self.fs4(uf, backend)                                     # causal: reads the past
-        sb = self.bs4(ub, backend)                                     # reversed: reads the future
-        mixed = self.duc_forward(sf) * torch.flip(self.duc_backward(sb), (1,))
-        update = self.do(gelu(self.dol(mixed)) * v)
+        sb = torch.flip(self.bs4(ub, backend), (1,))                   # reversed: reads the future
+        if token_block <= 0 or token_block >= x.shape[0] * x.shape[1]:
+            update = self.gated_update(x, sf, sb)
+        else:
+            flat = [t.reshape(-1, t.shape[-1]) for t in (x, sf, sb)]
+            update = torch.cat([self.gated_update(*(t[start:start + token_block] for t in flat))
+                                for start in range(0, flat[0].shape[0], token_block)]).view(hidden.shape)
         return hidden + update if self.pre_norm else self.LayerNorm(hidden + update)
+
+    def gated_update(self, x: torch.Tensor, sf: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
+        """The position-wise rest of f: do(gelu(dol(duc_forward(sf) * duc_backward(sb))) * v),
+        v = gelu(dv(x)); x, sf, sb [..., H] (sb already flipped back) -> [..., H]."""
+        v = gelu(self.dv(x))                                           # [..., I], the gate
+        mixed = self.duc_forward(sf) * self.duc_backward(sb)
+        return self.do(gelu(self.dol(mixed)) * v)

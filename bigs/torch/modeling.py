@@ -51,6 +51,7 @@ from .layers import S4D, BiGSLayer, dense, layer_norm
 
 # Shapes below: B batch, L length, H hidden_size, I intermediate_size, V vocab_size.
 IGNORE_INDEX = -100        # labels with this value add nothing to a loss (as in transformers)
+TOKEN_BLOCK = 1024         # tokens per block of each layer's position-wise work when "auto" uses blocks
 
 
 def gelu_erf(x: torch.Tensor) -> torch.Tensor:
@@ -100,11 +101,17 @@ class BiGSEncoder(nn.Module):
     def __init__(self, config: BiGSTransformersConfig):
         super().__init__()
         self.layer = nn.ModuleList(BiGSLayer(config) for _ in range(config.num_hidden_layers))
+        self.token_block = config.token_block
 
     def forward(self, hidden, mask, pad_mode: PadMode, backend: ConvBackend, output_hidden_states: bool = False):
+        block = self.token_block
+        if block is None:
+            # As the Flax model decides "auto" (bigs/backends.py): blocks in inference on a CPU;
+            # under a gradient the blocks' outputs are all kept anyway, and GPUs like one large matmul.
+            block = TOKEN_BLOCK if not torch.is_grad_enabled() and hidden.device.type == "cpu" else 0
         all_hidden = []
         for layer in self.layer:
-            hidden = layer(hidden, mask, pad_mode, backend)
+            hidden = layer(hidden, mask, pad_mode, backend, block)
             all_hidden.append(hidden)
         return hidden, tuple(all_hidden) if output_hidden_states else ()
 
@@ -425,7 +432,8 @@ class BiGSModel(BiGSPreTrainedModel):
         except ValueError as error:
             raise InputError(f"pad_mode: {error}") from None
         try:
-            backend = ssm.choose_backend(conv_backend or self.config.conv_backend, input_ids.shape[-1])
+            backend = ssm.choose_backend(conv_backend or self.config.conv_backend, input_ids.shape[-1],
+                                         input_ids.device)
         except ValueError as error:
             raise InputError(f"conv_backend: {error}") from None
         return pad_mode, backend
