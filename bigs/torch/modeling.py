@@ -109,11 +109,12 @@ class BiGSEncoder(nn.Module):
             # As the Flax model decides "auto" (bigs/backends.py): blocks in inference on a CPU;
             # under a gradient the blocks' outputs are all kept anyway, and GPUs like one large matmul.
             block = TOKEN_BLOCK if not torch.is_grad_enabled() and hidden.device.type == "cpu" else 0
-        all_hidden = []
+        all_hidden = []                    # kept only when asked for: at 16k each is 50 MB
         for layer in self.layer:
             hidden = layer(hidden, mask, pad_mode, backend, block)
-            all_hidden.append(hidden)
-        return hidden, tuple(all_hidden) if output_hidden_states else ()
+            if output_hidden_states:
+                all_hidden.append(hidden)
+        return hidden, tuple(all_hidden)
 
 
 class BiGSPooler(nn.Module):
