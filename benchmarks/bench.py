@@ -144,12 +144,11 @@ def run_torch_matmul(case: dict) -> dict:
 
 def run_bigs_torch(case: dict) -> dict:
     """PyTorch BiGS (bigs.torch), float32 or bfloat16 autocast, on the CPU (or CUDA)."""
-    import numpy as np
     import torch
 
     import bigs.torch as bt
 
-    size, batch, length = case["size"], case["batch"], case["length"]
+    size, length = case["size"], case["length"]
     device = "cuda" if case.get("platform") == "gpu" and torch.cuda.is_available() else "cpu"
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled="bf16" in case["model"])
     torch.manual_seed(0)
@@ -158,36 +157,7 @@ def run_bigs_torch(case: dict) -> dict:
     model = (bt.BiGSModel if case["mode"] == "forward" else bt.BiGSForMaskedLM)(config).to(device)
     construct = time.perf_counter() - start
     run = torch.compile(model) if case["model"] in COMPILED else model
-    rng = np.random.RandomState(0)
-    ids = torch.from_numpy(rng.randint(1, size["vocab_size"], (batch, length))).to(device)
-    mask = torch.ones_like(ids)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    if case["mode"] == "forward":
-        model.eval()
-
-        def call():
-            with torch.no_grad(), autocast:
-                run(input_ids=ids, attention_mask=mask)
-            sync()
-    else:
-        model.train()
-        labels = torch.from_numpy(_labels(rng, batch, length, size["vocab_size"])).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.05)
-
-        def call():
-            optimizer.zero_grad()
-            with autocast:
-                loss = run(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            optimizer.step()
-            sync()
-    start = time.perf_counter()
-    call()                            # the first call: torch.compile compiles here
-    first = time.perf_counter() - start
-    seconds = _timed(call, case["repeats"])
-    return {"seconds": seconds, "compile_s": max(0.0, first - seconds) if run is not model else 0.0,
-            "construct_s": construct,
-            "peak_device_gb": torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else None}
+    return _time_torch_model(case, model, run, autocast, device, construct)
 
 
 def bigs_program(model, mode: str, batch: int, length: int, **options):
@@ -261,11 +231,10 @@ def run_bigs(case: dict) -> dict:
 
 
 def run_bert(case: dict) -> dict:
-    import numpy as np
     import torch
     from transformers import BertConfig, BertForMaskedLM, BertModel
 
-    size, batch, length = case["size"], case["batch"], case["length"]
+    size, length = case["size"], case["length"]
     device = "cuda" if case.get("platform") == "gpu" and torch.cuda.is_available() else "cpu"
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True     # what jax does by default on GPU
@@ -279,6 +248,18 @@ def run_bert(case: dict) -> dict:
     start = time.perf_counter()
     model = (BertModel if case["mode"] == "forward" else BertForMaskedLM)(config).to(device)
     construct = time.perf_counter() - start
+    return _time_torch_model(case, model, model, autocast, device, construct)
+
+
+def _time_torch_model(case: dict, model, run, autocast, device: str, construct: float) -> dict:
+    """Time a transformers-style torch `model` (called through `run`, which may be its
+    torch.compile'd self) on random tokens: a forward pass without gradients, or an AdamW MLM
+    training step. The first call is a warm-up; with `run` compiled, its extra time is the
+    compile time."""
+    import numpy as np
+    import torch
+
+    size, batch, length = case["size"], case["batch"], case["length"]
     rng = np.random.RandomState(0)
     ids = torch.from_numpy(rng.randint(1, size["vocab_size"], (batch, length))).to(device)
     mask = torch.ones_like(ids)
@@ -288,7 +269,7 @@ def run_bert(case: dict) -> dict:
 
         def call():
             with torch.no_grad(), autocast:
-                model(input_ids=ids, attention_mask=mask)
+                run(input_ids=ids, attention_mask=mask)
             sync()
     else:
         model.train()
@@ -298,12 +279,16 @@ def run_bert(case: dict) -> dict:
         def call():
             optimizer.zero_grad()
             with autocast:
-                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                loss = run(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
             optimizer.step()
             sync()
+    start = time.perf_counter()
     call()
-    return {"seconds": _timed(call, case["repeats"]), "compile_s": 0.0, "construct_s": construct,
+    first = time.perf_counter() - start
+    seconds = _timed(call, case["repeats"])
+    return {"seconds": seconds, "compile_s": max(0.0, first - seconds) if run is not model else 0.0,
+            "construct_s": construct,
             "peak_device_gb": torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else None}
 
 

@@ -207,6 +207,8 @@ class BiGSConfig:
             if not isinstance(id2label, dict):
                 raise ConfigError(f"id2label must be a dict, got {type(id2label).__name__}")
             self.id2label = {int(k): str(v) for k, v in id2label.items()}
+            if not self.id2label:
+                raise ConfigError(f"num_labels must be a positive int, got {num_labels if num_labels is not None else 0}")
             if num_labels is not None and num_labels != len(self.id2label):
                 raise ConfigError(
                     f"num_labels={num_labels} disagrees with id2label, which has "

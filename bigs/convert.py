@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 from . import weights
-from .config import CONFIG_NAME
-from .errors import CheckpointError, ConfigError
+from .config import CONFIG_NAME, BiGSConfig
+from .errors import ConfigError
 from .files import check_writable_folder, write_bytes
 
 TARGETS = ("torch", "flax")
@@ -32,36 +32,43 @@ def convert(source: str | os.PathLike, destination: str | os.PathLike, to: str =
     revision, cache_dir, token, local_files_only.
 
     Returns the paths written. Each file is written atomically and nothing else in
-    `destination` is touched. Raises ConfigError for a bad target or a destination that
-    already holds one of those files (unless `overwrite`) or cannot be written, and
-    CheckpointError when the source cannot be read.
+    `destination` is touched, except that with `overwrite` a weights file of the other format
+    already there is rewritten with the same weights, so the folder's two files agree.
+    Raises ConfigError for a bad target, a source config.json that is not a valid config, or
+    a destination that already holds one of those files (unless `overwrite`) or cannot be
+    written; CheckpointError when the source's weights cannot be read or do not fit its config.
     """
     if to not in TARGETS:
         raise ConfigError(f"--to {to!r}: expected one of {TARGETS}")
     source, destination = os.fspath(source), Path(destination)
     if Path(source).resolve() == destination.resolve():
         raise ConfigError(f"the destination {str(destination)!r} is the source folder; pick another folder")
+    formats = {weights.SAFE_WEIGHTS_NAME: weights.safetensors_bytes, weights.FLAX_WEIGHTS_NAME: weights.msgpack_bytes}
     weights_name = weights.SAFE_WEIGHTS_NAME if to == "torch" else weights.FLAX_WEIGHTS_NAME
     check_writable_folder(destination, "destination")
-    if not overwrite:
-        taken = [name for name in (CONFIG_NAME, weights_name, *TOKENIZER_FILES) if (destination / name).exists()]
-        if taken:
-            raise ConfigError(f"{str(destination)!r} already holds {', '.join(taken)}; pick an empty folder "
-                              "or pass --overwrite to replace them")
+    taken = [name for name in (CONFIG_NAME, *formats, *TOKENIZER_FILES) if (destination / name).exists()]
+    if taken and not overwrite:
+        raise ConfigError(f"{str(destination)!r} already holds {', '.join(taken)}; pick an empty folder "
+                          "or pass --overwrite to replace them")
 
     config_path = weights.resolve_file(source, CONFIG_NAME, **hub_kwargs)
+    config = BiGSConfig.from_json_file(config_path)          # ConfigError when it is not a valid config
     params = weights.read_params(source, prefer_safetensors=to == "flax", **hub_kwargs)
-    if not weights.flatten(params):
-        raise CheckpointError(f"{source} holds no parameters")
-    payload = weights.safetensors_bytes(params) if to == "torch" else weights.msgpack_bytes(params)
+    weights.check_fits_config(params, config, source)
     copies = {CONFIG_NAME: config_path}
     for name in TOKENIZER_FILES:
         path = weights.resolve_file(source, name, required=False, **hub_kwargs)
         if path is not None:
             copies[name] = path
 
-    written = [str(destination / weights_name)]
-    write_bytes(written[0], payload)
+    # A weights file of the other format already in destination is rewritten too (with
+    # --overwrite): a folder whose two files held different models would load differently
+    # in each framework.
+    names = [weights_name] + [name for name in formats if name != weights_name and name in taken]
+    written = []
+    for name in names:
+        written.append(str(destination / name))
+        write_bytes(written[-1], formats[name](params))
     for name, path in copies.items():
         written.append(str(destination / name))
         write_bytes(written[-1], Path(path).read_bytes())

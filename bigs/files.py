@@ -46,6 +46,22 @@ def check_writable_folder(path: str | os.PathLike, flag: str = "output_dir") -> 
                 folder.rmdir()
 
 
+def check_output_file(path: str | os.PathLike, flag: str, overwrite: bool = False,
+                      inputs: tuple[str | os.PathLike | None, ...] = ()) -> None:
+    """ConfigError, before any work, unless `path` can be written as a new file: it is not a
+    folder, it does not exist (or `overwrite`), it is none of the command's `inputs`, and its
+    folder can be made and written (check_writable_folder). `flag` names it."""
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} is a folder; expected a file name")
+    for given in inputs:
+        if given not in (None, "-") and target.exists() and Path(given).exists() and target.samefile(given):
+            raise ConfigError(f"{flag} {str(path)!r} is the input file; write the output elsewhere")
+    if target.exists() and not overwrite:
+        raise ConfigError(f"{flag} {str(path)!r} exists; pass --overwrite to replace it")
+    check_writable_folder(target.parent if str(target.parent) else Path("."), f"the folder of {flag}")
+
+
 @contextmanager
 def atomic_writer(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write `path`'s new content to; on success it replaces `path`.

@@ -360,6 +360,33 @@ def check_leaves(tree: Params, path: str) -> None:
             raise CheckpointError(f"{path}: parameter {'/'.join(key)} holds NaN or inf")
 
 
+def check_fits_config(tree: Params, config, source: str) -> None:
+    """CheckpointError unless the parameter tree (Flax layout) has the sizes `config` (a
+    bigs.config.BiGSConfig) gives: embedding tables, layer count, layer widths, SSM size.
+    For tools that move weights without building a model (bigs convert)."""
+    backbone = tree.get(BACKBONE, tree)
+    H, I = config.hidden_size, config.intermediate_size
+    expected = {
+        ("embeddings", "word_embeddings", "embedding"): (config.vocab_size, H),
+        ("embeddings", "position_embeddings", "embedding"): (config.max_position_embeddings, H),
+        ("embeddings", "token_type_embeddings", "embedding"): (config.type_vocab_size, H),
+    }
+    layers = backbone.get("encoder", {}).get("layer", {}) if isinstance(backbone, dict) else {}
+    if len(layers) != config.num_hidden_layers:
+        raise CheckpointError(f"{source} has {len(layers)} layers but its config.json gives "
+                              f"num_hidden_layers={config.num_hidden_layers}")
+    for index in layers:
+        expected[("encoder", "layer", index, "dv", "kernel")] = (H, I)
+        expected[("encoder", "layer", index, "fs4", "A_re")] = (config.num_ssm,)
+    flat = flatten(backbone)
+    for key, shape in expected.items():
+        if key not in flat:
+            raise CheckpointError(f"{source} has no parameter {'/'.join(key)}; is it a BiGS checkpoint?")
+        if tuple(flat[key].shape) != shape:
+            raise CheckpointError(f"{source}: parameter {'/'.join(key)} has shape {tuple(flat[key].shape)} but "
+                                  f"its config.json gives {shape}: the config does not match the weights")
+
+
 # -------------------------------------------------------------------- load report
 @dataclass
 class LoadReport:

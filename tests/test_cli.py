@@ -283,3 +283,29 @@ def test_embed_refuses_bad_outputs(tmp_path, capsys):
     assert main.main(["embed", "--model_name_or_path", str(model), "--input", str(empty),
                       "--output", str(tmp_path / "v.npy")]) == 2
     assert "holds no lines" in capsys.readouterr().err
+
+
+def test_outputs_are_checked_before_any_work_and_stdin_is_decoded_like_files(tmp_path, capsys, monkeypatch):
+    """From a new-user trial: an output whose folder is a file, an output that is the input,
+    and non-UTF-8 stdin."""
+    import io
+    import json
+
+    model = str(_tiny_classifier(tmp_path))
+    lines = tmp_path / "lines.txt"
+    lines.write_text("hello\n")
+    for argv in (["embed", "--model_name_or_path", model, "--input", str(lines), "--output", str(lines / "x.npy")],
+                 ["predict", "--model_name_or_path", model, "--input_file", str(lines),
+                  "--output_file", str(lines / "x.tsv")]):
+        assert main.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "is a file" in err and "Traceback" not in err
+    same = tmp_path / "same.jsonl"
+    same.write_text("hello\n")
+    assert main.main(["embed", "--model_name_or_path", model, "--input", str(same), "--output", str(same),
+                      "--overwrite"]) == 2
+    assert "is the input file" in capsys.readouterr().err and same.read_text() == "hello\n"
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("café hello\n".encode("cp1252"))))
+    with pytest.warns(UnicodeWarning, match="'-' is not UTF-8; read it as Windows-1252"):
+        assert predict.main(["--model_name_or_path", model, "--input_file", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["text"] == "café hello"

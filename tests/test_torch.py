@@ -595,3 +595,42 @@ def test_flax_heads_give_the_losses_of_the_pytorch_heads(tmp_path):
     assert got.to_tuple()[0] is got.loss
     with pytest.raises(InputError, match=r"takes the labels \['labels'\], not \['start_positions'\]"):
         flax_choice(many["input_ids"], start_positions=np.array([0, 1]))
+
+
+def test_convert_keeps_a_folder_consistent_and_checks_the_config(tmp_path, golden_dir):
+    """From a new-user trial: with --overwrite, a weights file of the other format already in
+    the destination is rewritten too; a config.json that is not a config, or does not fit the
+    weights, is refused before anything is written."""
+    import shutil
+
+    from bigs.cli.main import main
+
+    mlm, cls = golden_dir / "config_a" / "FlaxBiGSForMaskedLM", golden_dir / "config_a" / "FlaxBiGSForSequenceClassification"
+    mixed = tmp_path / "mixed"
+    assert main(["convert", str(mlm), str(mixed)]) == 0
+    shutil.copy(mlm / "flax_model.msgpack", mixed)                       # the folder holds both formats
+    assert main(["convert", str(cls), str(mixed)]) == 2                   # both are taken
+    assert main(["convert", str(cls), str(mixed), "--overwrite"]) == 0
+    assert (mixed / "flax_model.msgpack").read_bytes() == (cls / "flax_model.msgpack").read_bytes()
+    golden = np.load(cls / "golden_io.npz")
+    with torch.no_grad():
+        logits = bt.BiGSForSequenceClassification.from_pretrained(mixed)(**golden_inputs(golden)).logits
+    np.testing.assert_allclose(logits.numpy(), golden["logits"], rtol=RTOL, atol=ATOL)
+
+    for name, text in (("bad_json", '{"hidden_size": 64,'), ("not_object", "[1, 2]"),
+                       ("wrong_size", (cls / "config.json").read_text().replace('"hidden_size": 64', '"hidden_size": 32'))):
+        folder = tmp_path / name
+        shutil.copytree(cls, folder)
+        (folder / "config.json").write_text(text)
+        assert main(["convert", str(folder), str(tmp_path / f"{name}_out")]) == 2
+        assert not (tmp_path / f"{name}_out").exists()
+
+
+def test_auto_classes_check_keyword_overrides_at_load(golden_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    path = golden_dir / "config_a" / "FlaxBiGSForSequenceClassification"
+    for overrides, message in (({"pad_mode": "exactt"}, "pad_mode"), ({"conv_backend": "scan2"}, "conv_backend"),
+                               ({"num_labels": 0}, "num_labels must be a positive int")):
+        with pytest.raises(ConfigError, match=message):
+            AutoModelForSequenceClassification.from_pretrained(path, **overrides)

@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 
 from ..errors import BiGSError, ConfigError
+from ..files import check_output_file
 from .common import HelpFormatter, report, setup_logging
 
 FORMATS = (".npy", ".jsonl")
@@ -40,11 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _read_lines(path: str) -> list[str]:
-    if path == "-":
-        return sys.stdin.read().splitlines()
     from ..data.text import read_text
 
-    return read_text(path).splitlines()
+    return read_text(path).splitlines()       # "-": stdin, decoded as files are
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,8 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.output.endswith(FORMATS):
             raise ConfigError(f"--output {args.output!r} must end in .npy or .jsonl")
-        if os.path.exists(args.output) and not args.overwrite:
-            raise ConfigError(f"--output {args.output!r} exists; pass --overwrite to replace it")
+        check_output_file(args.output, "--output", args.overwrite, inputs=(args.input,))
+        if args.max_seq_length is not None and args.max_seq_length < 3:
+            raise ConfigError(f"--max_seq_length={args.max_seq_length}; expected at least 3 "
+                              "([CLS], [SEP] and one token)")
         texts = _read_lines(args.input)
         if not texts:
             raise ConfigError(f"--input {args.input!r} holds no lines")
@@ -65,10 +65,21 @@ def main(argv: list[str] | None = None) -> int:
 
         logging.getLogger("bigs").setLevel(logging.ERROR)   # a head checkpoint's unused head is expected
         model = FlaxBiGSModel.from_pretrained(args.model_name_or_path)
+        logging.getLogger("bigs").setLevel(logging.INFO)
         tokenizer = BiGSTokenizer.from_pretrained(args.model_name_or_path)
         if tokenizer.vocab_size > model.config.vocab_size:
             raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
                               f"{model.config.vocab_size}: they do not belong together")
+        limit = model.config.max_position_embeddings
+        if args.max_seq_length is not None and args.max_seq_length > limit:
+            raise ConfigError(f"--max_seq_length={args.max_seq_length} is longer than the checkpoint's "
+                              f"max_position_embeddings={limit}")
+        longest = max(len(ids) for ids in tokenizer(texts, padding=False, truncation=False,
+                                                   return_numpy=False)["input_ids"])
+        cut = args.max_seq_length or limit
+        if longest > cut:
+            logging.getLogger("bigs").warning(f"lines longer than {cut} tokens are truncated (the longest has "
+                                              f"{longest}; --max_seq_length)")
         from tqdm import tqdm
 
         with tqdm(total=len(texts), unit="line", disable=args.disable_tqdm or None, file=sys.stderr) as bar:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import warnings
 
 from ..errors import BiGSError, ConfigError
+from ..files import check_output_file
 from .common import HelpFormatter, report, setup_logging
 
 
@@ -36,10 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     prog = "bigs export-onnx"
     try:
-        if os.path.exists(args.output) and not args.overwrite:
-            raise ConfigError(f"--output {args.output!r} exists; pass --overwrite to replace it")
-        if os.path.isdir(args.output):
-            raise ConfigError(f"--output {args.output!r} is a folder; expected a file name such as model.onnx")
+        check_output_file(args.output, "--output", args.overwrite)
         try:
             import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
 

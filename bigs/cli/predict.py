@@ -65,7 +65,7 @@ def _read_texts(args) -> tuple[list[str], list[str] | None, list | None]:
     if args.input_file is None:
         return (*_split_pairs(list(args.texts)), None)
     if args.input_file == "-" or args.input_file.endswith(".txt"):
-        text = sys.stdin.read() if args.input_file == "-" else read_text(args.input_file)
+        text = read_text(args.input_file)              # "-": stdin, decoded as files are
         numbered = [(number, line) for number, line in enumerate(text.splitlines()) if line.strip()]
         texts, pairs = _split_pairs([line for _, line in numbered])
         return texts, pairs, [number for number, _ in numbered]
@@ -90,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.input_file is not None and args.texts:
             raise BiGSError("give texts as arguments or with --input_file, not both")
         output_format = args.output_format or ("tsv" if (args.output_file or "").endswith(".tsv") else "jsonl")
-        if args.output_file is not None and os.path.exists(args.output_file) and not args.overwrite:
-            raise BiGSError(f"--output_file {args.output_file!r} exists; pass --overwrite to replace it")
+        if args.output_file is not None:
+            from ..files import check_output_file
+
+            check_output_file(args.output_file, "--output_file", args.overwrite, inputs=(args.input_file,))
         if args.batch_size < 1:
             raise BiGSError(f"--batch_size={args.batch_size}; expected a positive integer")
         texts, pairs, ids = _read_texts(args)

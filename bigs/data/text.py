@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,7 +34,7 @@ _SENTENCE_BREAK = re.compile(
 
 
 def read_text(path: str | os.PathLike) -> str:
-    """The text of a file, decoded as the module docstring says.
+    """The text of a file (or of stdin, for "-"), decoded as the module docstring says.
 
     Line endings are returned as they are in the file (as `open(path, newline="")` reads
     them), so `csv.reader(io.StringIO(read_text(path), newline=""))` reads quoted fields with
@@ -45,8 +46,10 @@ def read_text(path: str | os.PathLike) -> str:
     Warns:
       UnicodeWarning: the file is not UTF-8; the message names the file and the encoding used.
     """
+    if str(path) == "-" and not hasattr(sys.stdin, "buffer"):     # stdin replaced by a text stream
+        return sys.stdin.read()
     try:
-        raw = Path(path).read_bytes()
+        raw = sys.stdin.buffer.read() if str(path) == "-" else Path(path).read_bytes()
     except OSError as error:
         raise DataError(f"file {str(path)!r} cannot be read ({error.strerror}); expected a text file") from error
     if b"\0" in raw:

@@ -48,7 +48,7 @@ class BiGSTransformersConfig(PreTrainedConfig):
     def to_bigs_config(self) -> BiGSConfig:
         """The framework-neutral BiGSConfig with these values (checked: ConfigError)."""
         values = {name: getattr(self, name) for name in FIELDS}
-        return BiGSConfig(**values, id2label=dict(self.id2label), problem_type=self.problem_type)
+        return BiGSConfig(**values, id2label=dict(self.id2label or {}), problem_type=self.problem_type)
 
     def to_diff_dict(self) -> dict[str, Any]:
         """What config.json holds: transformers' keys that differ from their defaults, and

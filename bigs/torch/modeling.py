@@ -197,7 +197,7 @@ class BiGSPreTrainingHeads(nn.Module):
 
 
 # ----------------------------------------------------------- the pretrained model
-def _as_checked(config, tensor: torch.Tensor | None):
+def _as_checked(tensor: torch.Tensor | None):
     """A tensor as bigs.inputs.check_inputs takes it: numpy values, or only the shape while
     torch traces or compiles the model (values unknown then)."""
     if tensor is None:
@@ -229,6 +229,14 @@ class BiGSPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     _no_split_modules = ["BiGSEmbeddings", "BiGSLayer"]
 
+    def __init__(self, config: BiGSTransformersConfig, *args, **kwargs):
+        # transformers' Auto classes set keyword overrides on the config after building it,
+        # past its own checks: check every value again here, before any weight is made.
+        if not isinstance(config, BiGSTransformersConfig):
+            raise ConfigError(f"config must be a BiGSTransformersConfig, got {type(config).__name__}")
+        config.to_bigs_config()
+        super().__init__(config, *args, **kwargs)
+
     # ------------------------------------------------------------- construction
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -254,7 +262,7 @@ class BiGSPreTrainedModel(PreTrainedModel):
         defaults: mask of ones, type 0, positions 0..L-1. Raises InputError."""
         if input_ids is None:
             raise InputError("input_ids is required (BiGS takes no inputs_embeds)")
-        check_inputs(self.config, *(_as_checked(self.config, t) for t in
+        check_inputs(self.config, *(_as_checked(t) for t in
                                     (input_ids, attention_mask, token_type_ids, position_ids)),
                      multiple_choice=multiple_choice)
         if attention_mask is None:
@@ -650,7 +658,7 @@ class BiGSForMultipleChoice(_BiGSHead):
         inputs = (input_ids, attention_mask, token_type_ids, position_ids)
         if input_ids is None:
             raise InputError("input_ids is required (BiGS takes no inputs_embeds)")
-        check_inputs(self.config, *(_as_checked(self.config, t) for t in inputs), multiple_choice=True)
+        check_inputs(self.config, *(_as_checked(t) for t in inputs), multiple_choice=True)
         num_choices = input_ids.shape[1] if input_ids.dim() == 3 else 1
         flat = [None if x is None else x.reshape(-1, x.shape[-1]) for x in inputs]
         out = self.backbone(*flat, output_hidden_states, pad_mode, conv_backend)
