@@ -96,22 +96,24 @@ def while_loops(model, ids, mask, deterministic=True):
 @pytest.mark.parametrize("pad_mode", ["reference", "exact"])
 def test_token_blocks_give_the_same_outputs_and_gradients(pad_mode):
     """The layers' position-wise work in blocks of tokens equals all tokens at once: blocks
-    that divide the 48 tokens (16), that leave a remainder (7: six of 7, then 6), and one
-    block (48); outputs and gradients."""
+    that divide the 48 tokens (16) and that leave a remainder (7: six of 7, then 6); outputs
+    and gradients. One block of all 48 tokens compiles to no loop at all."""
     ids, mask = tiny_inputs()
     labels = np.where(np.arange(ids.shape[1]) % 5 == 0, ids, -100)
     results, loops = {}, {}
     for block in (0, 7, 16, 48):
         model = FlaxBiGSForMaskedLM(BiGSConfig(**TINY, num_hidden_layers=2, pad_mode=pad_mode, token_block=block),
                                     seed=0)
+        loops[block] = while_loops(model, ids, mask)
+        if block == 48:
+            continue
 
         def loss(params):
             return model.mlm_loss(ids, labels, attention_mask=mask, params=params, max_predictions=8).loss
         out = model(ids, attention_mask=mask, output_hidden_states=True)
         results[block] = (out.logits, out.hidden_states[-1], jax.grad(loss)(model.params))
-        loops[block] = while_loops(model, ids, mask)
     assert loops[7] > loops[0] and loops[16] > loops[0] and loops[48] == loops[0]   # blocks run as a loop
-    for block in (7, 16, 48):
+    for block in (7, 16):
         for got, want in zip(jax.tree.leaves(results[block]), jax.tree.leaves(results[0])):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
