@@ -14,10 +14,10 @@ this project's model.safetensors without jax:
     model = AutoModelForSequenceClassification.from_pretrained(folder_or_hub_id)
     out = model(input_ids=ids, attention_mask=mask, token_type_ids=types)     # out.logits
 
-Differences from the Flax model: one layer (the paper-order one; the Flax model's fused
-layer exists for XLA), two convolution backends (FFT and Toeplitz; "scan" runs the FFT),
-and the Flax-only execution keys (layer_impl, conv_precision, scan_layers, remat,
-token_block) are kept in the config and ignored.
+Differences from the Flax model: one layer (the paper-order one, with its position-wise
+work in token blocks in CPU inference; the Flax model's fused layer exists for XLA), the
+Toeplitz and scan matmuls in bfloat16 in bfloat16 runs, and the Flax-only execution keys
+(layer_impl, scan_layers, remat) kept in the config and ignored (docs/torch.md).
 """
 
 from __future__ import annotations
