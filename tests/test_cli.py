@@ -309,3 +309,18 @@ def test_outputs_are_checked_before_any_work_and_stdin_is_decoded_like_files(tmp
     with pytest.warns(UnicodeWarning, match="'-' is not UTF-8; read it as Windows-1252"):
         assert predict.main(["--model_name_or_path", model, "--input_file", "-"]) == 0
     assert json.loads(capsys.readouterr().out)["text"] == "café hello"
+
+
+def test_glue_refuses_a_tokenizer_larger_than_the_model(tmp_path, capsys):
+    """Issue 16: a 30,522-word tokenizer on a 19-word model once trained on NaN with exit 0."""
+    model = _tiny_classifier(tmp_path)
+    bigger = tmp_path / "big_vocab.txt"
+    bigger.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(30)]) + "\n")
+    train = tmp_path / "train.csv"
+    train.write_text("sentence,label\nw1 w2,0\nw3 w29,1\n")
+    out = tmp_path / "out"
+    assert glue.main(["--model_name_or_path", str(model), "--tokenizer_name", str(bigger), "--train_file", str(train),
+                      "--output_dir", str(out), "--max_seq_length", "16", "--max_steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "the tokenizer has 35 tokens but the model's vocab_size is 9" in err and "Traceback" not in err
+    assert not out.exists()
