@@ -42,7 +42,7 @@ from transformers.modeling_outputs import (
 from transformers.utils import ModelOutput
 
 from .. import weights
-from ..config import CONFIG_NAME, ConvBackend, PadMode
+from ..config import CONFIG_NAME, BiGSConfig, ConvBackend, PadMode
 from ..errors import ConfigError, InputError
 from ..inputs import ArraySpec, check_inputs
 from . import ssm
@@ -364,23 +364,10 @@ def _config_overrides(kwargs: dict) -> dict:
 
 
 def _read_config(config_class, source: str, hub: dict, overrides: dict) -> BiGSTransformersConfig:
-    import json
-
+    """config.json of `source` with `overrides`, read and checked by the framework-neutral
+    BiGSConfig (the same messages as the Flax side), as a transformers config."""
     path = weights.resolve_file(source, CONFIG_NAME, **hub)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{path} cannot be read as JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} does not hold a JSON object")
-    if data.get("model_type", "BiGS") not in ("BiGS", "bigs"):
-        raise ConfigError(f"{path}: model_type is {data.get('model_type')!r}, expected 'BiGS'")
-    if "num_labels" in overrides:      # a new label count replaces the saved label names
-        data.pop("id2label", None)
-        data.pop("label2id", None)
-    data.update(overrides)
-    return config_class.from_dict(data)
+    return config_class.from_dict(BiGSConfig.from_json_file(path, **overrides).to_dict())
 
 
 def _torch_dtype(dtype) -> torch.dtype:
