@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from ..errors import BiGSError
-from .common import HelpFormatter, report, setup_logging
+from .common import HelpFormatter, interrupted, report, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
     except BiGSError as error:
         return report("bigs convert", error)
     except KeyboardInterrupt:
-        print("bigs convert: interrupted; each file is whole or absent: run the command again", file=sys.stderr)
-        return 130
+        return interrupted("bigs convert", "each file is whole or absent: run the command again")
     print(f"wrote {', '.join(written)}")
     return 0

@@ -19,7 +19,7 @@ import sys
 
 from ..errors import BiGSError, ConfigError
 from ..files import check_output_file
-from .common import HelpFormatter, report, setup_logging
+from .common import HelpFormatter, interrupted, report, setup_logging
 
 FORMATS = (".npy", ".jsonl")
 
@@ -89,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except BiGSError as error:
         return report(prog, error)
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        return interrupted(prog, "nothing was written")
     print(f"wrote {args.output}: {vectors.shape[0]} vectors of {vectors.shape[1]}", file=sys.stderr)
     return 0
 

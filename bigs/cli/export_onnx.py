@@ -17,7 +17,7 @@ import warnings
 
 from ..errors import BiGSError, ConfigError
 from ..files import check_output_file
-from .common import HelpFormatter, report, setup_logging
+from .common import HelpFormatter, interrupted, report, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except BiGSError as error:
         return report(prog, error)
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        return interrupted(prog, "nothing was written")
     print(f"wrote {args.output}: {model_class.__name__}, inputs input_ids, attention_mask, token_type_ids; "
           f"outputs {', '.join(outputs)}")
     return 0
