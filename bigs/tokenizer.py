@@ -321,6 +321,14 @@ class BiGSTokenizer:
     def __len__(self) -> int:
         return self.vocab_size
 
+    def check_fits(self, model_vocab_size: int) -> None:
+        """ConfigError unless every id this tokenizer gives is below `model_vocab_size` (the
+        model's config.vocab_size): ids past the model's vocabulary would give garbage."""
+        if self.vocab_size > model_vocab_size:
+            raise ConfigError(f"the tokenizer has {self.vocab_size} tokens but the model's vocab_size is "
+                              f"{model_vocab_size}: they do not belong together (ids past the model's "
+                              "vocabulary would give garbage)")
+
     @property
     def pad_token_id(self) -> int:
         return self._tokenizer.token_to_id(PAD)

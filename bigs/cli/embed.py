@@ -67,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         model = FlaxBiGSModel.from_pretrained(args.model_name_or_path)
         logging.getLogger("bigs").setLevel(logging.INFO)
         tokenizer = BiGSTokenizer.from_pretrained(args.model_name_or_path)
-        if tokenizer.vocab_size > model.config.vocab_size:
-            raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
-                              f"{model.config.vocab_size}: they do not belong together")
+        tokenizer.check_fits(model.config.vocab_size)
         limit = model.config.max_position_embeddings
         if args.max_seq_length is not None and args.max_seq_length > limit:
             raise ConfigError(f"--max_seq_length={args.max_seq_length} is longer than the checkpoint's "

@@ -114,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         if not 3 <= max_len <= model.config.max_position_embeddings:
             raise BiGSError(f"--max_seq_length={max_len}; expected 3 to the model's max_position_embeddings="
                             f"{model.config.max_position_embeddings} ([CLS], [SEP] and at least one token)")
-        if tokenizer.vocab_size > model.config.vocab_size:
-            raise BiGSError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
-                            f"{model.config.vocab_size}: they do not belong together")
+        tokenizer.check_fits(model.config.vocab_size)
         data = encode(tokenizer, Examples(texts, pairs, None, list(range(len(texts)))), max_len)
         full = tokenizer(texts, pairs, padding=False, truncation=False, return_numpy=False)["input_ids"]
         cut = sum(len(row) > max_len for row in full)

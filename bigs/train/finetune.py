@@ -218,10 +218,7 @@ def load_model(config: FinetuneConfig, spec: TaskSpec) -> tuple[FlaxBiGSForSeque
         base.setdefault("max_position_embeddings", config.max_seq_length)
         model_config = BiGSConfig.from_dict(base, **overrides, **config.model_overrides)
         model = FlaxBiGSForSequenceClassification(model_config, seed=config.seed, dtype=dtype)
-    if tokenizer.vocab_size > model.config.vocab_size:
-        raise ConfigError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
-                          f"{model.config.vocab_size}: they do not belong together (ids past the model's "
-                          "vocabulary would train on garbage)")
+    tokenizer.check_fits(model.config.vocab_size)
     if config.max_seq_length > model.config.max_position_embeddings:
         raise ConfigError(f"max_seq_length={config.max_seq_length} is longer than the model's "
                           f"max_position_embeddings={model.config.max_position_embeddings}")
