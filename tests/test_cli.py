@@ -324,3 +324,97 @@ def test_glue_refuses_a_tokenizer_larger_than_the_model(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "the tokenizer has 35 tokens but the model's vocab_size is 9" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def _parsers():
+    """(name, parser) of every command, the subcommands of `bigs plot` included."""
+    import argparse
+    import importlib
+
+    from bigs.cli.main import COMMANDS
+
+    for name, (module, _) in COMMANDS.items():
+        parser = importlib.import_module(module).build_parser()
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                yield from ((f"{name} {sub}", subparser) for sub, subparser in action.choices.items())
+
+
+def test_every_flag_of_every_command_has_a_help_line():
+    import argparse
+
+    missing = [f"{name} {action.option_strings or action.dest}" for name, parser in _parsers()
+               for action in parser._actions
+               if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)) and not action.help]
+    assert missing == []
+
+
+@pytest.mark.parametrize("command, argv, dest, value", [
+    ("glue", ["--disable_progress_bar"], "disable_tqdm", True),
+    ("glue", ["--keep_checkpoints", "2"], "save_total_limit", 2),
+    ("glue", ["--overwrite"], "overwrite_output_dir", True),
+    ("glue", ["--n_layers", "3"], "num_hidden_layers", 3),
+    ("pretrain", ["--num_hidden_layers", "3"], "n_layers", 3),
+    ("pretrain", ["--overwrite"], "overwrite_output_dir", True),
+    ("demo", ["--disable_progress_bar", "--overwrite"], "disable_tqdm", True),
+    ("embed", ["--disable_progress_bar", "--overwrite_output_dir"], "overwrite", True),
+    ("predict", ["--overwrite_output_dir"], "overwrite", True),
+    ("export-onnx", ["--overwrite_output_dir"], "overwrite", True),
+    ("convert", ["--overwrite_output_dir"], "overwrite", True),
+    ("build-shards", ["--overwrite_output_dir"], "overwrite", True),
+])
+def test_one_idea_one_flag_with_the_other_spelling_as_alias(command, argv, dest, value):
+    """Issue 16: progress bar, checkpoints kept, layer count and overwrite are spelled alike in
+    every command, each also under its other known name."""
+    parsers = dict(_parsers())
+    required = {"glue": ["--output_dir", "o"], "pretrain": ["--output_dir", "o", "--dataset_path", "d"],
+                "demo": [], "embed": ["--model_name_or_path", "m", "--input", "i", "--output", "o.npy"],
+                "predict": ["--model_name_or_path", "m"], "export-onnx": ["--model_name_or_path", "m", "--output", "o"],
+                "convert": ["a", "b"], "build-shards": ["--input", "x", "--output_dir", "o", "--vocab_file", "v"]}
+    parsed = parsers[command].parse_args(required[command] + argv)
+    assert getattr(parsed, dest) == value
+
+
+def test_plot_and_every_command_s_help_do_not_import_jax():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom bigs.cli.main import main\n"
+            "for name in ('plot', 'pretrain', 'glue', 'predict', 'embed', 'build-shards', 'convert'):\n"
+            "    try:\n        main([name, '--help'])\n    except SystemExit:\n        pass\n"
+            "assert 'jax' not in sys.modules, 'jax imported'\nprint('OK')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("OK"), done.stderr[-2000:]
+
+
+def test_pretrain_refuses_shards_whose_tokenizer_is_larger_than_the_model(tmp_path, capsys):
+    """Issue 16: the tokenizer of the shards (data_info.json) against --vocab_size or a
+    checkpoint's, naming both sizes and where each comes from; nothing is written."""
+    from test_pretrain import make_tiny_shards, tiny_flags
+
+    from bigs.cli import pretrain
+
+    shards = make_tiny_shards(tmp_path / "data")                 # a 60-token vocabulary
+    out = tmp_path / "out"
+    assert pretrain.main(tiny_flags(shards, out, "--vocab_size", "40", "--max_steps", "1")) == 2
+    err = capsys.readouterr().err
+    assert "the shards' tokenizer has 60 tokens" in err and "the model's vocabulary has 40 (--vocab_size)" in err
+    assert not out.exists()
+    # a checkpoint of another size: --model_name_or_path with size flags that disagree is refused
+    from bigs.config import BiGSConfig
+    from bigs.modeling import FlaxBiGSForMaskedLM
+
+    config = BiGSConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, intermediate_size=64, num_ssm=8,
+                        max_position_embeddings=32)
+    FlaxBiGSForMaskedLM(config, seed=0).save_pretrained(tmp_path / "ckpt")
+    assert pretrain.main(tiny_flags(shards, out, "--model_name_or_path", str(tmp_path / "ckpt"), "--hidden_size",
+                                    "64", "--n_layers", "2", "--max_steps", "1")) == 2
+    err = capsys.readouterr().err
+    assert "--hidden_size=64 (the checkpoint has hidden_size=32)" in err and "--n_layers" not in err
+    assert not out.exists()
+    small = BiGSConfig.from_dict({**config.to_dict(), "vocab_size": 30})
+    FlaxBiGSForMaskedLM(small, seed=0).save_pretrained(tmp_path / "small_vocab")
+    assert pretrain.main(["--dataset_path", str(shards), "--output_dir", str(out), "--model_name_or_path",
+                          str(tmp_path / "small_vocab"), "--max_steps", "1", "--max_seq_length", "32"]) == 2
+    assert f"the model's vocabulary has 30 (config.json of {tmp_path / 'small_vocab'})" in capsys.readouterr().err

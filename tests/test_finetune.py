@@ -63,6 +63,12 @@ def test_end_to_end_writes_model_results_and_predictions(demo_run, capsys):
     assert [entry["step"] for entry in results["history"]] == [3, 6, 8]
     model = FlaxBiGSForSequenceClassification.from_pretrained(str(out))
     assert model.config.id2label == {0: "in_order", 1: "reversed"}
+    # the readable log: loss and learning rate as training goes, each evaluation, examples and time
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert train and all({"loss", "learning_rate", "examples", "train_seconds"} <= set(r) for r in train)
+    assert [r["step"] for r in records if r["kind"] == "eval"] == [3, 6, 8]
+    assert [r["examples"] for r in train] == sorted(r["examples"] for r in train)
     lines = (out / "predict_results.tsv").read_text().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == 21
     assert {line.split("\t")[1] for line in lines[1:]} <= {"reversed", "in_order"}
@@ -154,7 +160,7 @@ def dies_in_step(number: int, monkeypatch):
         monkeypatch.setattr(finetune.FinetuneTask, "batches", batches)
 
 
-def test_resume_continues_where_it_stopped(demo_files, demo_run, tmp_path, monkeypatch):
+def test_resume_continues_where_it_stopped(demo_files, demo_run, tmp_path, monkeypatch, capsys):
     """A run killed during step 7 resumes from its step-6 checkpoint (mid-epoch, one epoch
     crossed) and ends with the uninterrupted run's params, optimiser state and logits."""
     resumed = tmp_path / "resumed"
@@ -162,7 +168,9 @@ def test_resume_continues_where_it_stopped(demo_files, demo_run, tmp_path, monke
         glue.main(_argv(demo_files, resumed, *RUN))
     assert sorted(os.listdir(resumed / "checkpoints")) == ["3", "6"]
     assert glue.main(_argv(demo_files, resumed, *RUN)) == 2  # a run is there: needs --resume
+    capsys.readouterr()
     assert glue.main(_argv(demo_files, resumed, *RUN, "--resume")) == 0
+    assert f"resumed from step 6 of 8 in {resumed / 'checkpoints'}" in capsys.readouterr().err
 
     after = json.loads((resumed / "eval_results.json").read_text())
     expected = json.loads((demo_run / "eval_results.json").read_text())
@@ -274,3 +282,16 @@ def test_mrpc_from_glue_tsv_files(shared_dir, vocab_file, tmp_path):
     rows = [line.split("\t") for line in lines[1:]]
     assert [index for index, _ in rows] == [str(i) for i in range(8)]  # the test file's ids
     assert {prediction for _, prediction in rows} <= {"0", "1"}
+
+
+def test_do_eval_alone_prints_its_metrics(demo_files, demo_run, tmp_path, capsys):
+    """Issue 16: `--do_eval` without training printed nothing; it prints each split's metrics,
+    the ones it writes to eval_results.json."""
+    out = tmp_path / "eval_only"
+    argv = ["--model_name_or_path", str(demo_run), "--validation_file", demo_files["validation"],
+            "--train_file", demo_files["train"], "--max_seq_length", "32", "--output_dir", str(out), "--do_eval"]
+    capsys.readouterr()
+    assert glue.main(argv) == 0
+    printed = capsys.readouterr().out
+    written = json.loads((out / "eval_results.json").read_text())["eval"]["validation"]
+    assert f"validation: accuracy {written['accuracy']:.4f}" in printed

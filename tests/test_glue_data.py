@@ -387,3 +387,18 @@ def test_a_row_that_does_not_fit_the_header_is_refused(tmp_path, name, text, mes
     path.write_text(text)
     with pytest.raises(DataError, match=message):
         load_user_files(str(path), text_columns=["sentence"])
+
+
+def test_a_one_class_training_file_is_refused_not_turned_into_regression(tmp_path):
+    train, dev = tmp_path / "train.csv", tmp_path / "dev.csv"
+    train.write_text("sentence,label\na,positive\nb,positive\n")
+    with pytest.raises(DataError, match=r"train\.csv: every training label is 'positive'; a classifier needs at "
+                                        r"least two classes"):
+        load_user_files(str(train))
+    train.write_text("sentence,label\na,1\nb,1\n")
+    with pytest.raises(DataError, match="every training label is '1'"):
+        load_user_files(str(train))
+    dev.write_text("sentence,label\nc,1\nd,1\n")            # one class in an evaluation file alone is fine
+    train.write_text("sentence,label\na,0\nb,1\n")
+    data, spec = load_user_files(str(train), str(dev))
+    assert spec.labels == ("0", "1") and data["validation"].labels.tolist() == [1, 1]

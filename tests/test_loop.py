@@ -17,7 +17,8 @@ from bigs.cli import glue
 from bigs.cli import pretrain as pretrain_cli
 from bigs.errors import NonFiniteError
 from bigs.train import sharding
-from bigs.train.loop import Batch, Task, TrainingArguments, train
+from bigs.train.arguments import TrainingArguments
+from bigs.train.loop import Batch, Task, train
 from bigs.train.output_dir import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +138,7 @@ assert len(jax.devices()) == 2, jax.devices()
 shards = f"{work}/shards"
 build_shards([corpus], shards, vocab, max_seq_length=32, max_predictions_per_seq=5, next_sentence=False,
              heldout_fraction=0.1, dupe_factor=1)
-splits = {"8x1": (8, 1, 1), "4x2": (4, 1, 2), "2x4": (2, 1, 4), "2 devices x 4": (4, 2, 1)}
+splits = {"8x1": (8, 1, 1), "2x4": (2, 1, 4), "2 devices x 4": (4, 2, 1)}
 common = dict(max_steps=1, logging_steps=1, seed=0, learning_rate=1e-3, warmup_steps=0, disable_tqdm=True,
               report_to="none")
 results = {"pretrain": {}, "finetune": {}}
@@ -161,7 +162,7 @@ print("RESULTS" + json.dumps(results))
 
 @pytest.mark.slow
 def test_an_update_is_the_same_however_its_examples_are_split(shared_dir, vocab_file, tmp_path):
-    """Case C09: 8 examples per update as 8x1, 4x2 and 2x4 (per-device batch x accumulation
+    """Case C09: 8 examples per update as 8x1 and 2x4 (per-device batch x accumulation
     steps) and as 2 devices x 4 give the same step-1 loss and gradient norm (1e-5 relative),
     in pretraining (documents of very different lengths, so micro-batches hold different
     numbers of masked tokens) and in fine-tuning. Dropout is off: its masks depend on the split."""

@@ -176,3 +176,36 @@ def test_a_run_s_file_names_without_a_run_are_the_user_s(shared_dir, vocab_file,
         assert glue.main(c13_argv(shared_dir, vocab_file, out, *extra)) == 2
         assert message in capsys.readouterr().err
     assert snapshot(out) == before and sorted(p.name for p in out.iterdir()) == [own]
+
+
+def test_only_a_constant_schedule_lets_max_steps_grow():
+    from bigs.train.output_dir import extended
+
+    def settings(steps, schedule="constant", warmup=2):
+        return {"max_steps": steps, "training": {"schedule_type": schedule, "warmup_steps": warmup}}
+
+    assert extended(settings(10), settings(20))["max_steps"] == 10            # the same run, longer
+    assert extended(settings(10, warmup=12), settings(20, warmup=12))["max_steps"] == 20   # warm-up not reached
+    assert extended(settings(10, "cosine"), settings(20, "cosine"))["max_steps"] == 20
+    assert extended(settings(10, "linear"), settings(5, "linear"))["max_steps"] == 5
+    assert extended(settings(20), settings(10))["max_steps"] == 10             # shorter: another run
+
+
+def test_a_constant_schedule_run_extends_with_the_numbers_of_one_longer_run(tmp_path, capsys):
+    from test_pretrain import make_tiny_shards, tiny_flags, train_losses
+
+    from bigs.cli.pretrain import main
+
+    shards = make_tiny_shards(tmp_path / "data")
+    flags = ("--schedule_type", "constant", "--warmup_steps", "1", "--eval_steps", "0", "--save_steps", "2",
+             "--report_to", "none", "--hidden_dropout_prob", "0")
+    assert main(tiny_flags(shards, tmp_path / "short", *flags, "--max_steps", "2")) == 0
+    assert main(tiny_flags(shards, tmp_path / "short", *flags, "--max_steps", "3")) == 0
+    assert "resumed from step 2 of 3" in capsys.readouterr().err
+    assert main(tiny_flags(shards, tmp_path / "long", *flags, "--max_steps", "3")) == 0
+    assert train_losses(tmp_path / "short") == pytest.approx(train_losses(tmp_path / "long"), abs=1e-6)
+    cosine = ("--schedule_type", "cosine", "--warmup_steps", "1", "--eval_steps", "0", "--report_to", "none")
+    assert main(tiny_flags(shards, tmp_path / "cosine", *cosine, "--max_steps", "2")) == 0
+    assert main(tiny_flags(shards, tmp_path / "cosine", *cosine, "--max_steps", "3")) == 2
+    assert "max_steps was 2, now 3 (a run can be extended with a larger --max_steps only when its schedule is " \
+           "constant" in capsys.readouterr().err

@@ -103,6 +103,12 @@ def test_sigkill_then_rerun_resumes_exactly(shards, tmp_path):
     assert expected[30] < expected[1]
     evals = [json.loads(l) for l in (resumed / "metrics.jsonl").read_text().splitlines() if '"eval"' in l]
     assert [e["step"] for e in evals][-1] == 30 and 0 <= evals[-1]["accuracy"] <= 1
+    # tokens seen and training time carry over the kill: the count equals the uninterrupted run's
+    records = {folder: [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+               for folder in (reference, resumed)}
+    assert records[resumed][-1]["tokens"] == records[reference][-1]["tokens"] > 0
+    seconds = [r["train_seconds"] for r in records[resumed]]
+    assert seconds == sorted(seconds) and seconds[-1] > 0
 
 
 # Run by the `trained` fixture; without dropout, so a model's training loss is its loss.

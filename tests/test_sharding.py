@@ -1,4 +1,5 @@
-"""Many devices on CPU: data parallel and parameter (FSDP) sharding give the 1-device losses.
+"""Many devices on CPU: data parallel and parameter (FSDP) sharding give the 1-device losses
+and the same held-out evaluation.
 
 The 4 CPU devices come from XLA_FLAGS=--xla_force_host_platform_device_count=4, which must
 be set before jax is imported, so the runs happen in a subprocess.
@@ -31,12 +32,12 @@ for name, (num_devices, fsdp) in {"single": (1, 1), "data4": (4, 1), "fsdp4": (4
     args = PretrainArgs(
         output_dir=f"{out}/{name}", dataset_path=shards, max_seq_length=32, n_layers=2, hidden_size=64,
         intermediate_size=128, num_ssm=8, per_device_train_batch_size=8 // num_devices,
-        per_device_eval_batch_size=8 // num_devices, max_steps=4, warmup_steps=1,
-        learning_rate=3e-3, logging_steps=1, save_steps=4, eval_steps=0, num_devices=num_devices,
+        per_device_eval_batch_size=4, max_eval_batches=2, max_steps=4, warmup_steps=1,
+        learning_rate=3e-3, logging_steps=1, save_steps=4, eval_steps=4, num_devices=num_devices,
         fsdp=fsdp, disable_tqdm=True, report_to="none", hidden_dropout_prob=0.1)
     result = run_pretraining(args)
     results[name] = {"losses": [r["loss"] for r in read_metrics(args.output_dir)],
-                     "sharded": result["sharded_param_leaves"]}
+                     "sharded": result["sharded_param_leaves"], "eval": result["eval"]}
 print("RESULTS" + json.dumps(results))
 """
 
@@ -71,6 +72,9 @@ def test_four_cpu_devices_match_one(tmp_path):
     assert single["sharded"] == 0 and len(single["losses"]) == 4
     for name, run in results.items():
         np.testing.assert_allclose(run["losses"], single["losses"], rtol=2e-5, err_msg=name)
+        # --max_eval_batches 2 of 4 sequences: the same 8 held-out sequences on 1 and 4 devices
+        assert run["eval"]["masked_tokens"] == single["eval"]["masked_tokens"], name
+        np.testing.assert_allclose(run["eval"]["loss"], single["eval"]["loss"], rtol=2e-5, err_msg=name)
     assert results["data4"]["sharded"] == 0
     assert results["fsdp4"]["sharded"] > 0
 

@@ -18,12 +18,12 @@ from pathlib import Path
 from ..data.build import build_shards, check_output_dir
 from ..errors import BiGSError
 from ..tokenizer import train_wordpiece
-from .common import interrupted, setup_logging
+from .common import HelpFormatter, add_overwrite_flag, interrupted, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bigs build-shards", allow_abbrev=False,
+        prog="bigs build-shards", allow_abbrev=False, formatter_class=HelpFormatter,
         description="Build masked-LM pretraining shards (HDF5, the original BiGS layout) from raw text.",
     )
     parser.add_argument("--input", action="append", nargs="+", required=True,
@@ -33,18 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
     vocab = parser.add_mutually_exclusive_group(required=True)
     vocab.add_argument("--vocab_file", help="a BERT WordPiece vocab.txt")
     vocab.add_argument("--train_vocab_size", type=int, help="train a new WordPiece vocabulary of this size")
-    parser.add_argument("--max_seq_length", type=int, default=128)
-    parser.add_argument("--max_predictions_per_seq", type=int, default=20)
-    parser.add_argument("--masked_lm_prob", type=float, default=0.15)
-    parser.add_argument("--short_seq_prob", type=float, default=0.1)
-    parser.add_argument("--dupe_factor", type=int, default=1)
-    parser.add_argument("--heldout_fraction", type=float, default=0.01)
-    parser.add_argument("--examples_per_shard", type=int, default=16384)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max_seq_length", type=int, default=128,
+                        help="tokens per packed sequence, [CLS] and [SEP] included")
+    parser.add_argument("--max_predictions_per_seq", type=int, default=20,
+                        help="most masked tokens in one sequence")
+    parser.add_argument("--masked_lm_prob", type=float, default=0.15,
+                        help="share of a sequence's tokens that are masked (BERT: 80%% [MASK], 10%% random, "
+                             "10%% kept)")
+    parser.add_argument("--short_seq_prob", type=float, default=0.1,
+                        help="chance that a sequence is packed to a random shorter length")
+    parser.add_argument("--dupe_factor", type=int, default=1,
+                        help="times each training document is packed, each time with its own masks")
+    parser.add_argument("--heldout_fraction", type=float, default=0.01,
+                        help="share of documents kept out for the test shards (at least one)")
+    parser.add_argument("--examples_per_shard", type=int, default=16384, help="sequences per shard file")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the document split, packing and masks")
     parser.add_argument("--no_next_sentence", action="store_true",
                         help="single segments [CLS] A [SEP], no next_sentence_labels (as BiGS was trained)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an earlier build (shards, data_info.json, vocab.txt) in --output_dir")
+    add_overwrite_flag(parser, help="replace an earlier build (shards, data_info.json, vocab.txt) in --output_dir")
     return parser
 
 

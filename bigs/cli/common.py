@@ -23,20 +23,43 @@ from ..runtime import NO_HUGEPAGES_FLAG
 EXIT_REFUSED, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 
+# One idea, one flag name in every command; the other spelling people know (the original's,
+# or the file-writing commands') is accepted everywhere as an alias.
+ALIASES = {"disable_tqdm": "disable_progress_bar", "save_total_limit": "keep_checkpoints",
+           "overwrite_output_dir": "overwrite", "overwrite": "overwrite_output_dir",
+           "n_layers": "num_hidden_layers", "num_hidden_layers": "n_layers"}
+
+
+def spellings(name: str) -> list[str]:
+    """The flag `--name` and its alias from ALIASES, if it has one."""
+    return [f"--{name}"] + ([f"--{ALIASES[name]}"] if name in ALIASES else [])
+
+
+def add_overwrite_flag(parser, name: str = "overwrite", help: str = "replace --output if it exists") -> None:
+    """--overwrite (or --overwrite_output_dir), each accepted for the other."""
+    parser.add_argument(*spellings(name), dest=name, action="store_true", help=help)
+
+
+def add_progress_flag(parser) -> None:
+    """--disable_tqdm, alias --disable_progress_bar."""
+    parser.add_argument(*spellings("disable_tqdm"), dest="disable_tqdm", action="store_true", help="no progress bar")
+
+
 def add_training_flags(parser: argparse.ArgumentParser, defaults, aliases: dict[str, str] | None = None,
                        helps: dict[str, str] | None = None) -> None:
     """Add the shared flags to `parser` with the defaults of `defaults` (a TrainingArguments).
     `aliases` maps a flag name to an older spelling accepted for it (e.g. max_steps ->
-    num_total_train_steps); `helps` replaces a flag's help text where a command means more."""
-    aliases, helps = aliases or {}, helps or {}
+    num_total_train_steps), beside the common ALIASES; `helps` replaces a flag's help text
+    where a command means more."""
+    aliases, helps = {**ALIASES, **(aliases or {})}, helps or {}
 
     def add(group, name, **options):
-        spellings = [f"--{name}"] + ([f"--{aliases[name]}"] if name in aliases else [])
+        names = [f"--{name}"] + ([f"--{aliases[name]}"] if name in aliases else [])
         if "action" not in options:
             options.setdefault("default", getattr(defaults, name))
         if name in helps:
             options["help"] = helps[name]
-        group.add_argument(*spellings, dest=name, **options)
+        group.add_argument(*names, dest=name, **options)
 
     run = parser.add_argument_group("run")
     add(run, "output_dir", required=True, help="where checkpoints, logs, metrics and the model go")

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from ..errors import BiGSError
-from .common import HelpFormatter, interrupted, report, setup_logging
+from .common import HelpFormatter, add_overwrite_flag, interrupted, report, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--to", choices=("torch", "flax"), default="torch",
                         help="torch: model.safetensors in the PyTorch layout; flax: flax_model.msgpack "
                              "(the original's format)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace config.json, the weights and tokenizer files already in destination")
+    add_overwrite_flag(parser, help="replace config.json, the weights and tokenizer files already in destination")
     parser.add_argument("--revision", help="hub revision (branch, tag or commit) of a hub id")
     return parser
 

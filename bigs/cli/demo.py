@@ -13,7 +13,8 @@ import sys
 import time
 
 from ..errors import BiGSError, ConfigError
-from .common import HelpFormatter, add_hugepages_flag, interrupted, report, setup_logging
+from .common import (HelpFormatter, add_hugepages_flag, add_overwrite_flag, add_progress_flag, interrupted, report,
+                     setup_logging)
 
 # A BiGS small enough to train on two CPU cores in a minute or two.
 DEMO_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, "num_ssm": 16}
@@ -25,8 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_dir", default="bigs_demo",
                         help="where the data, model and results go; an earlier demo there is replaced, anything "
                              "else is refused (default: bigs_demo)")
-    parser.add_argument("--overwrite_output_dir", action="store_true",
-                        help="replace what output_dir holds even if the demo did not make it")
+    add_overwrite_flag(parser, "overwrite_output_dir", help="replace what output_dir holds even if the demo did not make it")
     parser.add_argument("--task", choices=("order", "sst2"), default="order",
                         help="order: the built-in task (default); sst2: GLUE SST-2 from --data_dir")
     parser.add_argument("--data_dir", help="GLUE folder for --task sst2")
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="optimiser updates; 0 or less: as many as --num_train_epochs gives (default)")
     parser.add_argument("--learning_rate", type=float, default=3e-3, help="peak learning rate")
     parser.add_argument("--seed", type=int, default=0, help="seed of the task's data, the init and the order")
-    parser.add_argument("--disable_tqdm", action="store_true", help="no progress bar")
+    add_progress_flag(parser)
     add_hugepages_flag(parser)
     return parser
 

@@ -19,7 +19,7 @@ import sys
 
 from ..errors import BiGSError, ConfigError
 from ..files import check_output_file
-from .common import HelpFormatter, interrupted, report, setup_logging
+from .common import HelpFormatter, add_overwrite_flag, add_progress_flag, interrupted, report, setup_logging
 
 FORMATS = (".npy", ".jsonl")
 
@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=32, help="lines per batch")
     parser.add_argument("--pad_mode", choices=("exact", "reference"), default="exact",
                         help="exact: a line's vector is independent of its batch; reference: the original's")
-    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    parser.add_argument("--disable_tqdm", action="store_true", help="no progress bar")
+    add_overwrite_flag(parser, help="replace --output if it exists")
+    add_progress_flag(parser)
     return parser
 
 

@@ -17,7 +17,7 @@ import warnings
 
 from ..errors import BiGSError, ConfigError
 from ..files import check_output_file
-from .common import HelpFormatter, interrupted, report, setup_logging
+from .common import HelpFormatter, add_overwrite_flag, interrupted, report, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="the .onnx file to write")
     parser.add_argument("--pad_mode", choices=("reference", "exact"),
                         help="fixed in the graph (default: the checkpoint's config)")
-    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    add_overwrite_flag(parser, help="replace --output if it exists")
     return parser
 
 

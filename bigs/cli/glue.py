@@ -16,8 +16,9 @@ import argparse
 import sys
 
 from ..errors import BiGSError
-from ..train.finetune import MODEL_SIZE_KEYS, PAD_MODES, PADDING_ALIASES, FinetuneConfig
-from .common import HelpFormatter, add_training_flags, arguments_from, interrupted, report, setup_logging
+from ..train.arguments import MODEL_SIZE_KEYS, PAD_MODES, PADDING_ALIASES, FinetuneConfig
+from .common import (HelpFormatter, add_training_flags, arguments_from, interrupted, report, setup_logging,
+                     spellings)
 
 
 def build_parser(prog: str = "bigs glue") -> argparse.ArgumentParser:
@@ -30,7 +31,7 @@ def build_parser(prog: str = "bigs glue") -> argparse.ArgumentParser:
     model.add_argument("--config_name", help="config.json for random init (default: a BiGS_512-shaped config)")
     model.add_argument("--tokenizer_name", help="tokenizer folder or vocab.txt (default: the model's)")
     for key in MODEL_SIZE_KEYS:
-        model.add_argument(f"--{key}", type=int, help=f"random init: config {key}")
+        model.add_argument(*spellings(key), dest=key, type=int, help=f"random init: config {key}")
     model.add_argument("--freeze_kernel", action="store_true",
                        help="do not train the SSM kernels (A, C, step) and token-type embeddings")
 
@@ -98,6 +99,12 @@ def main(argv: list[str] | None = None, prog: str = "bigs glue") -> int:
     if best is not None:
         print(f"best {results['metric']} = {best:.4f} at step {results['best_step']}; "
               f"model and eval_results.json in {args.output_dir}")
+    elif results.get("eval"):                        # --do_eval without training
+        for split, metrics in results["eval"].items():
+            shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+            print(f"{split}: {shown}; eval_results.json in {args.output_dir}")
+    for path in results.get("prediction_files", []):
+        print(f"predictions in {path}")
     return 0
 
 

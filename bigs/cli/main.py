@@ -19,6 +19,7 @@ COMMANDS = {
     "build-shards": ("bigs.cli.build_shards", "tokenise, pack and mask raw text into HDF5 shards"),
     "convert": ("bigs.cli.convert", "convert a checkpoint folder between Flax and PyTorch files"),
     "embed": ("bigs.cli.embed", "sentence embeddings (mean of the last hidden states) of each line of a file"),
+    "plot": ("bigs.cli.plot", "draw training curves of runs, or the learned SSM kernels of a checkpoint"),
     "export-onnx": ("bigs.cli.export_onnx", "export a checkpoint folder as an ONNX model (needs torch)"),
 }
 

@@ -25,11 +25,12 @@ import sys
 import numpy as np
 
 from ..errors import BiGSError
-from .common import setup_logging
+from .common import HelpFormatter, add_overwrite_flag, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bigs predict", allow_abbrev=False, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bigs predict", allow_abbrev=False, formatter_class=HelpFormatter,
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("texts", nargs="*", help="texts to classify; a TAB inside a text separates a pair")
     parser.add_argument("--model_name_or_path", required=True, help="fine-tuned checkpoint folder or hub id")
     parser.add_argument("--input_file", help=".txt or - (stdin): one text a line; or CSV/TSV/JSON(L) with text columns")
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output_file", help="write the rows here (atomically) instead of stdout")
     parser.add_argument("--output_format", choices=("jsonl", "tsv"),
                         help="default: tsv for an --output_file ending in .tsv, else jsonl")
-    parser.add_argument("--overwrite", action="store_true", help="replace --output_file if it exists")
+    add_overwrite_flag(parser, help="replace --output_file if it exists")
     return parser
 
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.padding is not None:
-            from ..train.finetune import PADDING_ALIASES
+            from ..train.arguments import PADDING_ALIASES
 
             args.batching, args.pad_mode = PADDING_ALIASES[args.padding]
         if args.input_file is not None and args.texts:

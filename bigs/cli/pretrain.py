@@ -15,12 +15,12 @@ import argparse
 import sys
 
 from ..errors import BiGSError
-from ..train.pretrain import PretrainArgs
-from .common import HelpFormatter, add_training_flags, arguments_from, interrupted, report, setup_logging
+from ..train.arguments import PretrainArgs
+from .common import (HelpFormatter, add_training_flags, arguments_from, interrupted, report, setup_logging,
+                     spellings)
 
-# The original pretrain.py's spellings of the shared flags.
-ALIASES = {"max_steps": "num_total_train_steps", "save_total_limit": "keep_checkpoints",
-           "disable_tqdm": "disable_progress_bar"}
+# The original pretrain.py's spelling of a shared flag (the others are common.ALIASES).
+ALIASES = {"max_steps": "num_total_train_steps"}
 
 
 def build_parser(prog: str = "bigs pretrain") -> argparse.ArgumentParser:
@@ -37,16 +37,18 @@ def build_parser(prog: str = "bigs pretrain") -> argparse.ArgumentParser:
     data.add_argument("--max_train_shards", type=int, help="use only the first n train shards")
     data.add_argument("--dynamic_masking", action="store_true", help="re-mask every epoch (BERT 80/10/10)")
     data.add_argument("--vocab_size", type=int, help="default: data_info.json beside the shards, else 30522")
-    data.add_argument("--max_eval_batches", type=int, help="evaluate on at most n held-out batches")
+    data.add_argument("--max_eval_batches", type=int,
+                      help="evaluate on at most n x per_device_eval_batch_size held-out sequences (the same "
+                           "sequences on any number of devices)")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--model_name_or_path", help="continue from a BiGS checkpoint (folder or hub id)")
-    model.add_argument("--n_layers", type=int, default=d.n_layers, help="BiGS layers")
-    model.add_argument("--hidden_size", type=int, default=d.hidden_size, help="model width")
-    model.add_argument("--intermediate_size", type=int, default=d.intermediate_size, help="gate width")
-    model.add_argument("--num_ssm", type=int, default=d.num_ssm, help="complex states per SSM")
-    model.add_argument("--hidden_dropout_prob", type=float, default=d.hidden_dropout_prob,
-                       help="dropout after the embeddings")
+    model.add_argument("--model_name_or_path", help="continue from a BiGS checkpoint (folder or hub id); its config "
+                                                    "fixes the size, so size flags must match it or be left out")
+    model.add_argument(*spellings("n_layers"), dest="n_layers", type=int, help="BiGS layers (default: 23)")
+    model.add_argument("--hidden_size", type=int, help="model width (default: 1024)")
+    model.add_argument("--intermediate_size", type=int, help="gate width (default: 3072)")
+    model.add_argument("--num_ssm", type=int, help="complex states per SSM (default: 64)")
+    model.add_argument("--hidden_dropout_prob", type=float, help="dropout after the embeddings (default: 0.1)")
     model.add_argument("--ssm_lr_factor", type=float,
                        help="A_re, A_im, log_step get learning_rate * this and no weight decay")
 

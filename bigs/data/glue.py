@@ -520,6 +520,9 @@ def load_user_files(
         keys = {_label_key(value) for value in reference}
         whole = all(_is_number(key) for key in keys)
         labels = tuple(sorted(keys, key=(lambda key: int(key)) if whole else None))
+        if TRAIN in raw_labels and len(labels) == 1:
+            raise DataError(f"{files[TRAIN]}: every training label is {labels[0]!r}; a classifier needs at least "
+                            "two classes (a regression target needs numbers with a fractional part)")
 
     examples = {}
     for split, path in files.items():

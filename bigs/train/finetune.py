@@ -33,7 +33,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import jax.numpy as jnp
@@ -51,82 +51,14 @@ from ..modeling import FlaxBiGSForSequenceClassification
 from ..predict import predict_logits, to_predictions
 from ..tokenizer import BiGSTokenizer
 from . import sharding
-from .loop import Batch, Task, TrainingArguments, train
+from .arguments import FinetuneConfig
+from .loop import Batch, Task, train
 from .optim import make_optimizer, make_schedule
 from .output_dir import MODEL_FILES, RunFolder
 
 logger = logging.getLogger("bigs")
 
-PAD_MODES = ("exact", "reference")
-# The published --padding values, each a (batching, pad_mode) pair.
-PADDING_ALIASES = {"exact": ("longest", "exact"), "max_length": ("max_length", "exact"),
-                   "reference": ("max_length", "reference")}
-# Model config keys that may be set from flags when training from random initialisation.
-MODEL_SIZE_KEYS = ("hidden_size", "num_hidden_layers", "intermediate_size", "num_ssm", "max_position_embeddings")
 RESULTS = "eval_results.json"
-
-
-@dataclasses.dataclass(kw_only=True)
-class FinetuneConfig(TrainingArguments):
-    """Everything one fine-tuning run needs; the CLI flags have the same names."""
-
-    # checkpoint folder or hub id; None trains from random initialisation
-    model_name_or_path: str | None = None
-    # a GLUE task ("mrpc", "sst2", ...), or None with train_file/validation_file
-    task_name: str | None = None
-    # folder of GLUE TSV files; None: $GLUE_DIR, else ./glue_data, else the hub with `datasets`
-    data_dir: str | None = None
-    # the user's own CSV/TSV/JSON(L) files
-    train_file: str | None = None
-    validation_file: str | None = None
-    test_file: str | None = None
-    # text and label columns of the user's files (detected when None)
-    text_columns: Sequence[str] | None = None
-    label_column: str | None = None
-    # random init: a config.json to start from, the tokenizer, and size overrides
-    config_name: str | None = None
-    tokenizer_name: str | None = None
-    model_overrides: dict[str, int] = dataclasses.field(default_factory=dict)
-    # longest sequence in tokens, [CLS]/[SEP] included; longer inputs are truncated
-    max_seq_length: int = 128
-    # "longest" or "max_length" (see the module docstring)
-    batching: str = "longest"
-    # "exact" or "reference": how the model treats pads (see the module docstring)
-    pad_mode: str = "exact"
-    # "longest" batching rounds each batch's length up to a multiple of this
-    pad_to_multiple_of: int = 32
-    num_train_epochs: float = 3.0
-    # do not train the SSM kernel parameters and token-type embeddings
-    freeze_kernel: bool = False
-    # which phases run; all three when none is set
-    do_train: bool = False
-    do_eval: bool = False
-    do_predict: bool = False
-    # use only the first n examples of a split (quick runs)
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    max_predict_samples: int | None = None
-    # fine-tuning refuses an output_dir holding a run unless --resume or --overwrite_output_dir
-    resume: bool | None = False
-
-    def validate(self) -> None:
-        super().validate()
-        if self.batching not in ("longest", "max_length"):
-            raise ConfigError(f"--batching={self.batching!r}; expected longest or max_length")
-        if self.pad_mode not in PAD_MODES:
-            raise ConfigError(f"--pad_mode={self.pad_mode!r}; expected one of {', '.join(PAD_MODES)}")
-        for name in ("max_seq_length", "pad_to_multiple_of"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name}={getattr(self, name)}; expected a positive integer")
-        for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"--{name}={getattr(self, name)}; expected a positive integer")
-        for name, default in (("eval_steps", "each epoch"), ("save_steps", "with each evaluation")):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"--{name}={getattr(self, name)}; expected a positive integer, or no flag "
-                                  f"for {default}")
-        if self.max_steps <= 0 and not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
-            raise ConfigError(f"--num_train_epochs={self.num_train_epochs}; expected > 0 (or --max_steps > 0)")
 
 
 # ------------------------------------------------------------------------------- data

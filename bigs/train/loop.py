@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import dataclasses
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -40,94 +40,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..errors import ConfigError, NonFiniteError
+from ..errors import NonFiniteError
 from ..runtime import ctrl_c_noted, restart_notice
 from . import sharding
+from .arguments import TrainingArguments
 from .checkpointing import TrainCheckpointer
 from .output_dir import MODEL_FILES, TENSORBOARD, RunFolder
 from .progress import Progress
 
 logger = logging.getLogger("bigs")
-
-
-@dataclasses.dataclass(kw_only=True)
-class TrainingArguments:
-    """What every training command shares. Names follow transformers' TrainingArguments; the
-    command line flags have the same names (the published flags that differ are aliases)."""
-
-    # where checkpoints, logs and the model go
-    output_dir: str
-    # start over in an output_dir that holds a run: its checkpoints, logs and results are deleted
-    overwrite_output_dir: bool = False
-    # continue the run in output_dir: True expects one, False refuses one, None continues one if found
-    resume: bool | None = None
-    seed: int = 42
-    # optimiser updates to run; <= 0 lets the command decide (fine-tuning: from num_train_epochs)
-    max_steps: int = -1
-    per_device_train_batch_size: int = 8
-    per_device_eval_batch_size: int = 32
-    # micro-batches per update: an update sees per_device_train_batch_size * devices * this examples
-    gradient_accumulation_steps: int = 1
-    # peak learning rate, reached after warmup_steps of linear warm-up
-    learning_rate: float = 2e-5
-    # decay after the warm-up: "linear" (to 0), "cosine" (to cosine_schedule_alpha * peak) or "constant"
-    schedule_type: str = "linear"
-    cosine_schedule_alpha: float = 0.0
-    warmup_steps: int = 0
-    # AdamW; biases and LayerNorm scales are never decayed
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-6
-    # global-norm gradient clipping; 0 turns it off
-    max_grad_norm: float = 1.0
-    # log the mean loss and the learning rate every this many steps (and at the last)
-    logging_steps: int = 100
-    # evaluate every this many steps and at the last; 0: never (fine-tuning: None is every epoch)
-    eval_steps: int | None = None
-    # save a training checkpoint every this many steps and at the last (fine-tuning: None is
-    # with each evaluation)
-    save_steps: int | None = None
-    # training checkpoints kept for resuming
-    save_total_limit: int = 2
-    # computation dtype, "float32" or "bfloat16"; params and optimiser state stay float32
-    dtype: str = "float32"
-    # devices: the first num_devices (None: all), as a [num_devices // fsdp, fsdp] mesh
-    num_devices: int | None = None
-    fsdp: int = 1
-    # hide the progress bar
-    disable_tqdm: bool = False
-    # "tensorboard": TensorBoard logs in output_dir/runs; "none"
-    report_to: str = "tensorboard"
-
-    def validate(self) -> None:
-        """Raise ConfigError naming the first flag with an impossible value."""
-        positive = ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-                    "logging_steps", "save_total_limit", "fsdp")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"--{name}={value}; expected a positive integer")
-        for name in ("eval_steps", "save_steps", "warmup_steps"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"--{name}={value}; expected a non-negative integer")
-        for name in ("learning_rate", "adam_epsilon"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
-                raise ConfigError(f"--{name}={value}; expected a finite number > 0")
-        for name in ("weight_decay", "max_grad_norm", "cosine_schedule_alpha"):
-            value = getattr(self, name)
-            if not np.isfinite(value) or value < 0:
-                raise ConfigError(f"--{name}={value}; expected a finite number >= 0")
-        for name in ("adam_beta1", "adam_beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"--{name}={getattr(self, name)}; expected a value in [0, 1)")
-        choices = {"schedule_type": ("linear", "cosine", "constant"), "dtype": ("float32", "bfloat16"),
-                   "report_to": ("tensorboard", "none")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"--{name}={getattr(self, name)!r}; expected one of {', '.join(allowed)}")
 
 
 class Batch(NamedTuple):
@@ -330,7 +251,11 @@ def train(task: Task, args: TrainingArguments, *, model, tx: optax.GradientTrans
     window = [(s, values) for s, values in meta.get("log_window", [])]   # steps since the last log
     pending: list[tuple[int, dict]] = []                                  # steps not yet fetched
     last_train, last_eval, best_params, last_saved = None, None, None, step or None
+    # Wall time spent training (evaluation and saving excluded) and items seen, kept across resumes.
+    train_seconds, seen = float(meta.get("train_seconds", 0.0)), int(meta.get("seen", 0))
+    seen_name = {"tok": "tokens", "ex": "examples"}.get(task.unit, task.unit)
     batches = task.batches(step, meta.get("data_position"))
+    clock = time.perf_counter()
     with ctrl_c_noted() as ctrl_c, _closing(progress, checkpointer):
         while step < args.max_steps:
             if ctrl_c:
@@ -339,6 +264,7 @@ def train(task: Task, args: TrainingArguments, *, model, tx: optax.GradientTrans
             state, metrics = train_step(state, sharding.global_batch(batch.arrays, micro_sharding))
             step += 1
             pending.append((step, metrics))
+            seen += batch.items
             last = step == args.max_steps
             log_now = step % args.logging_steps == 0 or last
             eval_now = bool(args.eval_steps) and (step % args.eval_steps == 0 or last)
@@ -347,10 +273,13 @@ def train(task: Task, args: TrainingArguments, *, model, tx: optax.GradientTrans
             if log_now or eval_now or save_now:
                 window += _fetch_and_check(pending, last_saved)
                 pending = []
+                now = time.perf_counter()
+                train_seconds, clock = train_seconds + now - clock, now
+            timing = {"train_seconds": round(train_seconds, 3), seen_name: seen}
             if log_now:
                 last_train = {name: float(np.mean([values[name] for _, values in window])) for name in window[0][1]}
                 last_train["learning_rate"] = float(schedule(step - 1))   # the rate this step was taken with
-                folder.log({"kind": "train", "step": step, **last_train})
+                folder.log({"kind": "train", "step": step, **last_train, **timing})
                 scalars, window = {"loss": last_train["loss"], "lr": last_train["learning_rate"]}, []
             progress.update(step, batch.items, scalars)
             if eval_now:
@@ -359,7 +288,7 @@ def train(task: Task, args: TrainingArguments, *, model, tx: optax.GradientTrans
                 except NonFiniteError as error:
                     raise _stopped(f"evaluation after step {step}: {error}", last_saved) from None
                 history.append({"step": step, **last_eval})
-                folder.log({"kind": "eval", "step": step, **last_eval})
+                folder.log({"kind": "eval", "step": step, **last_eval, **timing})
                 progress.log_eval(step, last_eval)
                 if task.keep_best:
                     value = task.score(last_eval)
@@ -372,9 +301,11 @@ def train(task: Task, args: TrainingArguments, *, model, tx: optax.GradientTrans
             if save_now:
                 _check_params(state["params"], step, last_saved)
                 checkpointer.save(step, state, {"data_position": batch.position, "best": best, "history": history,
-                                                "log_window": window})
+                                                "log_window": window, "train_seconds": train_seconds, "seen": seen})
                 last_saved = step
                 progress.reset_clock()
+            if eval_now or save_now:
+                clock = time.perf_counter()     # evaluation and saving are not training time
     if not task.keep_best:
         best_params = _export(task, state["params"], step, is_main, last_saved)
     return {"step": step, "train": last_train, "last_eval": last_eval, "best_params": best_params,

@@ -103,10 +103,15 @@ class RunFolder:
             raise RunMismatchError(f"{self.path / SETTINGS} cannot be read ({unreadable}); cannot tell whether this "
                                    "command continues that run; pass --overwrite_output_dir to start again")
         if settings is not None and saved is not None:
-            difference = first_difference(saved, json.loads(json.dumps(settings)))
+            current = json.loads(json.dumps(settings))
+            difference = first_difference(saved, extended(saved, current))
             if difference is not None:
-                raise RunMismatchError(f"{str(self.path)!r} holds another run: {difference}; resume with the same "
-                                       "settings, or pass --overwrite_output_dir to start over (or another "
+                hint = ""
+                if difference.startswith("max_steps was"):
+                    hint = (" (a run can be extended with a larger --max_steps only when its schedule is constant: "
+                            "with decay, every step's learning rate depends on the total)")
+                raise RunMismatchError(f"{str(self.path)!r} holds another run: {difference}{hint}; resume with the "
+                                       "same settings, or pass --overwrite_output_dir to start over (or another "
                                        "--output_dir)")
         return True
 
@@ -175,6 +180,20 @@ def read_metrics(output_dir: str | os.PathLike, kind: str = "train") -> list[dic
     if not path.exists():
         return []
     return [r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if r.get("kind") == kind]
+
+
+def extended(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`current`, with the saved max_steps when it only extends a run whose schedule is
+    constant after a warm-up that both totals contain: every step already taken had the
+    learning rate it has in the longer run, so the longer run continues the same numbers."""
+    training, old_training = current.get("training", {}), saved.get("training", {})
+    old_steps, new_steps = saved.get("max_steps"), current.get("max_steps")
+    if (isinstance(old_steps, int) and isinstance(new_steps, int) and new_steps > old_steps
+            and training.get("schedule_type") == old_training.get("schedule_type") == "constant"
+            and training.get("warmup_steps") == old_training.get("warmup_steps")
+            and training.get("warmup_steps", 0) <= old_steps):
+        return {**current, "max_steps": old_steps}
+    return current
 
 
 def first_difference(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> str | None:

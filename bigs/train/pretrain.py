@@ -28,81 +28,48 @@ import numpy as np
 
 from ..config import BiGSConfig
 from ..data.masking import labels_from_positions
-from ..data.shards import DataPosition, ShardDataset
+from ..data.shards import DATA_INFO, DataPosition, ShardDataset
 from ..errors import ConfigError, DataError, NonFiniteError
 from ..files import check_writable_folder
 from ..modeling import FlaxBiGSForMaskedLM, FlaxBiGSForMaskedLMModule
 from . import sharding
-from .loop import Batch, Task, TrainingArguments, train
+from .arguments import SIZE_FLAGS, PretrainArgs
+from .loop import Batch, Task, train
 from .optim import make_optimizer, make_schedule
 
 
-@dataclasses.dataclass(kw_only=True)
-class PretrainArgs(TrainingArguments):
-    """Everything a pretraining run depends on; the CLI flags map one to one onto these
-    (the original's `--num_total_train_steps`, `--keep_checkpoints` and
-    `--disable_progress_bar` are aliases of max_steps, save_total_limit and disable_tqdm)."""
-
-    # a folder of train_shard_*.hdf5 files (or one shard file)
-    dataset_path: str
-    # held-out shards; None: the test_shard_* files beside the train shards, or a `heldout` folder
-    eval_dataset_path: str | None = None
-    # sequence length of the model (max_position_embeddings); shards may not be longer
-    max_seq_length: int = 128
-    # lr multiplier for the SSM rates (A_re, A_im, log_step; not decayed); None: plain groups
-    ssm_lr_factor: float | None = None
-    # model shape (ignored with model_name_or_path, whose config is used)
-    n_layers: int = 23
-    hidden_size: int = 1024
-    intermediate_size: int = 3072
-    num_ssm: int = 64
-    hidden_dropout_prob: float = 0.1
-    # None: data_info.json beside the shards, else BERT uncased (30522)
-    vocab_size: int | None = None
-    # continue from a Hugging Face-format BiGS checkpoint (folder or hub id)
-    model_name_or_path: str | None = None
-    # re-mask every epoch instead of using the shards' static masks
-    dynamic_masking: bool = False
-    max_train_shards: int | None = None
-    # evaluate on at most this many held-out batches (None: all of them)
-    max_eval_batches: int | None = None
-    # the original pretrain.py's defaults (shared/SPEC.md)
-    seed: int = 0
-    max_steps: int = 100_000
-    per_device_train_batch_size: int = 131
-    per_device_eval_batch_size: int = 131
-    learning_rate: float = 6e-4
-    schedule_type: str = "cosine"
-    cosine_schedule_alpha: float = 0.1
-    warmup_steps: int = 2000
-    weight_decay: float = 0.05
-    adam_beta2: float = 0.98
-    save_steps: int | None = 1000
-    eval_steps: int | None = 1000
-    save_total_limit: int = 3
-
-    def validate(self) -> None:
-        super().validate()
-        for name in ("max_seq_length", "max_steps", "save_steps", "n_layers", "hidden_size", "intermediate_size",
-                     "num_ssm"):
-            value = getattr(self, name)
-            if value is None or value < 1:
-                raise ConfigError(f"--{name}={value}; expected a positive integer")
-        if self.ssm_lr_factor is not None and self.ssm_lr_factor <= 0:
-            raise ConfigError(f"--ssm_lr_factor={self.ssm_lr_factor}; expected > 0")
-        if not Path(self.dataset_path).exists():
-            raise DataError(f"--dataset_path {self.dataset_path!r} does not exist; expected a folder of shards")
-
-
 def model_config(args: PretrainArgs, vocab_size: int) -> BiGSConfig:
-    """The model's config: the checkpoint's with model_name_or_path, else from the size flags."""
+    """The model's config: the checkpoint's with model_name_or_path, else from the size flags
+    (SIZE_FLAGS defaults for those not given). Raises ConfigError when a size flag or
+    --vocab_size given with model_name_or_path disagrees with the checkpoint, naming both."""
     if args.model_name_or_path:
-        return BiGSConfig.from_pretrained(args.model_name_or_path)
-    return BiGSConfig(
-        vocab_size=vocab_size, hidden_size=args.hidden_size, num_hidden_layers=args.n_layers,
-        intermediate_size=args.intermediate_size, num_ssm=args.num_ssm,
-        hidden_dropout_prob=args.hidden_dropout_prob, max_position_embeddings=args.max_seq_length,
-    )
+        config = BiGSConfig.from_pretrained(args.model_name_or_path)
+        given = [(f"--{flag}", getattr(args, flag), key) for flag, key, _ in SIZE_FLAGS if getattr(args, flag) is not None]
+        if args.vocab_size is not None:
+            given.append(("--vocab_size", args.vocab_size, "vocab_size"))
+        wrong = [f"{flag}={value} (the checkpoint has {key}={getattr(config, key)})" for flag, value, key in given
+                 if value != getattr(config, key)]
+        if wrong:
+            raise ConfigError(f"{'; '.join(wrong)}: --model_name_or_path {args.model_name_or_path} fixes the model's "
+                              "size; drop these flags, or train a new model without --model_name_or_path")
+        return config
+    sizes = {key: default if getattr(args, flag) is None else getattr(args, flag) for flag, key, default in SIZE_FLAGS}
+    return BiGSConfig(vocab_size=vocab_size, max_position_embeddings=args.max_seq_length, **sizes)
+
+
+def check_vocabulary(train_data: ShardDataset, first_shard: dict[str, np.ndarray], config: BiGSConfig,
+                     source: str) -> None:
+    """Refuse shards whose tokenizer or ids do not fit the model's vocabulary, naming both
+    sizes and where the model's comes from (`source`). DataError."""
+    info = Path(train_data.files[0]).parent / DATA_INFO
+    if info.is_file() and train_data.special_tokens.vocab_size > config.vocab_size:
+        raise DataError(f"the shards' tokenizer has {train_data.special_tokens.vocab_size} tokens ({info}); "
+                        f"the model's vocabulary has {config.vocab_size} ({source})")
+    for name in ("input_ids", "masked_lm_ids"):
+        largest = int(first_shard[name].max(initial=0))
+        if largest >= config.vocab_size:
+            raise DataError(f"shard {name} reach {largest}; the model's vocabulary has {config.vocab_size} tokens "
+                            f"({source}), so ids must be < {config.vocab_size}")
 
 
 def model_inputs(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -187,10 +154,16 @@ class PretrainTask(Task):
         if self.eval_data is None:
             return {}
         total_loss, correct, count = 0.0, 0, 0
-        batches = self.eval_data.iterate(self.eval_rows, num_epochs=1, drop_remainder=False)
-        for index, (batch, _) in enumerate(batches):
-            if self.args.max_eval_batches is not None and index >= self.args.max_eval_batches:
-                break
+        # --max_eval_batches counts batches of one device, so the examples are the same on any number
+        limit = (None if self.args.max_eval_batches is None
+                 else self.args.max_eval_batches * self.args.per_device_eval_batch_size)
+        seen = 0
+        for batch, _ in self.eval_data.iterate(self.eval_rows, num_epochs=1, drop_remainder=False):
+            if limit is not None:
+                if seen >= limit:
+                    break
+                batch = {name: values[:limit - seen] for name, values in batch.items()}
+            seen += len(batch["input_ids"])
             arrays = _pad_rows(model_inputs(batch), self.eval_rows)
             loss_sum, batch_correct, batch_count = self.eval_step(params, sharding.global_batch(arrays, self.eval_sharding))
             total_loss += float(loss_sum)
@@ -245,11 +218,13 @@ def run_pretraining(args: PretrainArgs) -> dict[str, Any]:
     first_shard = train_data.load_shard(0, 0)
     length, max_predictions = first_shard["input_ids"].shape[1], first_shard["masked_lm_positions"].shape[1]
     if length > config.max_position_embeddings:
-        raise DataError(f"shards hold sequences of length {length}; expected at most --max_seq_length="
-                        f"{config.max_position_embeddings}")
-    if int(first_shard["masked_lm_ids"].max(initial=0)) >= config.vocab_size:
-        raise DataError(f"shard ids reach {int(first_shard['masked_lm_ids'].max())}; expected < vocab_size="
-                        f"{config.vocab_size} (pass --vocab_size)")
+        where = (f"the max_position_embeddings of {args.model_name_or_path}" if args.model_name_or_path
+                 else "--max_seq_length")
+        raise DataError(f"shards hold sequences of length {length}; the model takes at most "
+                        f"{config.max_position_embeddings} ({where})")
+    source = (f"config.json of {args.model_name_or_path}" if args.model_name_or_path else
+              "--vocab_size" if args.vocab_size else "data_info.json beside the shards, else BERT uncased's 30522")
+    check_vocabulary(train_data, first_shard, config, source)
     mesh = sharding.make_mesh(args.num_devices, args.fsdp)
 
     schedule = make_schedule(args.schedule_type, args.learning_rate, args.warmup_steps, args.max_steps,
