@@ -418,3 +418,17 @@ def test_pretrain_refuses_shards_whose_tokenizer_is_larger_than_the_model(tmp_pa
     assert pretrain.main(["--dataset_path", str(shards), "--output_dir", str(out), "--model_name_or_path",
                           str(tmp_path / "small_vocab"), "--max_steps", "1", "--max_seq_length", "32"]) == 2
     assert f"the model's vocabulary has 30 (config.json of {tmp_path / 'small_vocab'})" in capsys.readouterr().err
+
+
+def test_a_missing_dependency_is_one_line_naming_the_package(tmp_path):
+    """Issue 16: `bigs predict` without jax installed ended in a ModuleNotFoundError traceback."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nsys.modules['jax'] = None\nfrom bigs.cli.main import main\n"
+            f"sys.exit(main(['predict', '--model_name_or_path', {str(tmp_path)!r}, 'a text']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [
+        "bigs predict: error: the Python package 'jax' is missing; install bigs with its dependencies: "
+        "pip install -e . (PyTorch parts: pip install -e \".[torch]\", plots: \".[plot]\")"]

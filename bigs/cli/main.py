@@ -50,9 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"bigs: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    if not as_command:
-        return _entry(name)(rest)
-    return run_program(name, rest)
+    try:
+        if not as_command:
+            return _entry(name)(rest)
+        return run_program(name, rest)
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] in ("bigs", "BiGS"):
+            raise                                # our own code: a bug, not an installation problem
+        print(f"bigs {name}: error: the Python package {error.name!r} is missing; install bigs with its "
+              "dependencies: pip install -e . (PyTorch parts: pip install -e \".[torch]\", plots: "
+              "\".[plot]\")", file=sys.stderr)
+        return 2
 
 
 def run_program(name: str, argv: list[str], prog: str | None = None) -> int:
