@@ -90,19 +90,29 @@ def read_run(folder: str | os.PathLike, name: str | None = None) -> Run:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"run folder {str(folder)!r} does not exist")
+        raise DataError(f"run folder {str(folder)!r} " + ("is a file, not a folder" if folder.exists() else
+                                                         "does not exist"))
     path = folder / "metrics.jsonl"
     if not path.is_file():
         raise DataError(f"{str(folder)!r} has no metrics.jsonl; expected the output_dir of bigs pretrain or "
                         "bigs glue")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text; expected the metrics.jsonl a run writes") from None
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             raise DataError(f"{path}:{number}: not a JSON record") from None
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise DataError(f"{path}:{number}: not a metrics record (a JSON object with an integer step)")
+        records.append(record)
+    if not records:
+        raise DataError(f"{path} holds no records yet")
     command = metric = None
     if (folder / "run_settings.json").is_file():
         command = json.loads((folder / "run_settings.json").read_text(encoding="utf-8")).get("command")
@@ -126,13 +136,20 @@ def plot_curves(runs: Sequence[Run | str | os.PathLike], x: str = "step", title:
     runs = [run if isinstance(run, Run) else read_run(run) for run in runs]
     plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    labels = {run.name: run.eval_values()[0] for run in runs if run.eval}
+    if len(set(labels.values())) > 1:
+        shown = "; ".join(f"{name}: {label}" for name, label in labels.items())
+        raise DataError(f"these runs evaluate different things ({shown}); plot runs of one kind together")
     eval_label = ""
     for run in runs:
         for records in (run.train, run.eval):
             missing = [r.get("step") for r in records if field not in r]
             if missing:
-                raise DataError(f"run {run.name!r}: the record of step {missing[0]} has no {field!r}; "
-                                f"it was logged by an older bigs; plot it against step")
+                counted = next((name for name in ("tokens", "examples") if name in records[0]), None)
+                why = (f"it counts {counted} (pretraining counts tokens, fine-tuning examples)" if counted
+                       else "it was logged by bigs before 0.3")
+                raise DataError(f"run {run.name!r}: the record of step {missing[0]} has no {field!r}: {why}; "
+                                "plot it against step or seconds")
         if run.train:
             left.plot([r[field] for r in run.train], [r["loss"] for r in run.train], label=run.name)
         label, values = run.eval_values()

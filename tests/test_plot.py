@@ -170,3 +170,28 @@ def test_cli_curves_and_kernels(tmp_path, capsys):
     assert "--length=0" in capsys.readouterr().err
     assert main(["kernels", str(run), "--output", str(tmp_path / "k3.png")]) == 2    # a run folder, not a model
     assert "error:" in capsys.readouterr().err
+
+
+def test_odd_logs_and_mixed_runs_are_refused_in_one_line(tmp_path):
+    binary = tmp_path / "binary"
+    binary.mkdir()
+    (binary / "metrics.jsonl").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DataError, match="is not UTF-8 text"):
+        plot.read_run(binary)
+    listed = write_run(tmp_path / "listed", [])
+    (listed / "metrics.jsonl").write_text("[1, 2, 3]\n")
+    with pytest.raises(DataError, match=r"metrics.jsonl:1: not a metrics record"):
+        plot.read_run(listed)
+    (listed / "metrics.jsonl").write_text("")
+    with pytest.raises(DataError, match="holds no records yet"):
+        plot.read_run(listed)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        plot.read_run(tmp_path / "afile")
+    pretrain = write_run(tmp_path / "pretrain", pretrain_records(1.0))
+    glue = write_run(tmp_path / "glue", [{"kind": "eval", "step": 5, "validation": {"accuracy": 0.6},
+                                          "train_seconds": 1.0, "examples": 40}], "glue", "accuracy")
+    with pytest.raises(DataError, match="evaluate different things.*held-out MLM loss.*validation accuracy"):
+        plot.plot_curves([pretrain, glue])
+    with pytest.raises(DataError, match="it counts examples \\(pretraining counts tokens, fine-tuning examples\\)"):
+        plot.plot_curves([glue], x="tokens")

@@ -33,12 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
     kernels = kinds.add_parser("kernels", formatter_class=HelpFormatter, allow_abbrev=False,
                                help="learned forward/backward SSM kernels of a BiGS checkpoint, per layer",
                                description="|K| against distance for each layer's forward and backward SSM, "
-                                           "with the distance holding 90%% of each kernel's mass")
+                                           "with the distance holding 90 percent of each kernel's mass")
     kernels.add_argument("model", metavar="MODEL", help="checkpoint folder or hub id (any BiGS head)")
-    kernels.add_argument("--length", type=int, default=512, help="longest distance drawn, in tokens")
+    kernels.add_argument("--length", type=int,
+                         help="longest distance drawn, in tokens (default: the model's max_position_embeddings)")
     kernels.add_argument("--compare_init", action="store_true",
                          help="also draw the kernels at initialisation (a fresh model of the same config, --seed)")
-    kernels.add_argument("--seed", type=int, default=0, help="seed of the initialisation drawn by --compare_init")
+    kernels.add_argument("--seed", type=int, help="seed of the initialisation drawn by --compare_init (default: "
+                                                 "the seed in the checkpoint's run_settings.json, else 0)")
     kernels.add_argument("--json", metavar="FILE", help="also write each layer's reach (tokens) as JSON")
     for sub in (curves, kernels):
         sub.add_argument("--output", required=True, help="PNG file to write")
@@ -53,15 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse has printed the message
         return int(exit_.code or 0)
     setup_logging()
+    from ..runtime import ctrl_c_noted
+
     try:
-        return _run(args)
+        with ctrl_c_noted() as ctrl_c:      # a Ctrl-C Python drops (in a jax callback) still stops it
+            return _run(args, ctrl_c)
     except BiGSError as error:
         return report(PROG, error)
     except KeyboardInterrupt:
         return interrupted(PROG, "nothing was written; run the command again")
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, ctrl_c: list) -> int:
     from .. import plot
     from ..errors import ConfigError
     from ..files import check_output_file, write_json
@@ -74,19 +79,38 @@ def _run(args: argparse.Namespace) -> int:
         plot.save_figure(plot.plot_curves(runs, x=args.x, title=args.title), args.output)
         print(f"wrote {args.output} ({len(runs)} run{'s' * (len(runs) > 1)}, x = {args.x})")
         return 0
-    if args.length < 1:
+    if args.length is not None and args.length < 1:
         raise ConfigError(f"--length={args.length}; expected a positive number of tokens")
     if args.json:
         check_output_file(args.json, "--json", args.overwrite)
-    profiles, initial = kernels_of(args.model, args.length, args.seed if args.compare_init else None)
+    length, seed = _defaults(args)
+    profiles, initial = kernels_of(args.model, length, seed if args.compare_init else None)
+    if ctrl_c:
+        raise KeyboardInterrupt
     plot.save_figure(plot.plot_kernels(profiles, initial, title=args.title), args.output)
     if args.json:
-        write_json(args.json, {"model": args.model, "length": args.length, "mass": plot.REACH_MASS,
+        write_json(args.json, {"model": args.model, "length": length, "mass": plot.REACH_MASS,
                                "layers": plot.profiles_json(profiles),
                                "initial": plot.profiles_json(initial) if initial else None})
     reaches = ", ".join(f"{p.forward_reach}/{p.backward_reach}" for p in profiles)
     print(f"wrote {args.output}; 90%-mass reach per layer (forward/backward, tokens): {reaches}")
     return 0
+
+
+def _defaults(args: argparse.Namespace) -> tuple[int, int]:
+    """(--length, --seed), each defaulting to the checkpoint's: its max_position_embeddings, and
+    the seed in run_settings.json beside it (the run that trained it), else 0."""
+    import json
+    import os
+
+    from ..config import BiGSConfig
+
+    length = args.length or BiGSConfig.from_pretrained(args.model).max_position_embeddings
+    seed = args.seed
+    settings = os.path.join(args.model, "run_settings.json")
+    if seed is None and os.path.isfile(settings):
+        seed = json.loads(open(settings, encoding="utf-8").read()).get("seed")
+    return length, 0 if seed is None else int(seed)
 
 
 def kernels_of(model: str, length: int, init_seed: int | None):

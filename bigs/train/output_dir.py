@@ -98,7 +98,8 @@ class RunFolder:
                               "continue; pass --overwrite_output_dir to replace it, or choose another --output_dir")
         if resume is False:
             raise ConfigError(f"output_dir {str(self.path)!r} already holds a run ({', '.join(found)}); "
-                              "pass --resume to continue it or --overwrite_output_dir to start again")
+                              "pass --resume to continue it (also to only evaluate or predict there, with "
+                              "--do_eval / --do_predict), or --overwrite_output_dir to delete it and start again")
         if settings is not None and unreadable is not None:
             raise RunMismatchError(f"{self.path / SETTINGS} cannot be read ({unreadable}); cannot tell whether this "
                                    "command continues that run; pass --overwrite_output_dir to start again")
