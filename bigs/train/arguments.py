@@ -225,11 +225,8 @@ class PretrainArgs(TrainingArguments):
             value = getattr(self, name)
             if value is None or value < 1:
                 raise ConfigError(f"--{name}={value}; expected a positive integer")
-        for name in ("n_layers", "hidden_size", "intermediate_size", "num_ssm"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{name}={value}; expected a positive integer")
-        for name in ("max_eval_batches", "vocab_size", "max_train_shards"):
+        for name in ("n_layers", "hidden_size", "intermediate_size", "num_ssm", "max_eval_batches", "vocab_size",
+                     "max_train_shards"):           # optional: None, or a positive integer
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name}={value}; expected a positive integer")

@@ -275,7 +275,7 @@ def train(task: Task, args: TrainingArguments, *, model, tx: optax.GradientTrans
                 pending = []
                 now = time.perf_counter()
                 train_seconds, clock = train_seconds + now - clock, now
-            timing = {"train_seconds": round(train_seconds, 3), seen_name: seen}
+                timing = {"train_seconds": round(train_seconds, 3), seen_name: seen}   # for the records below
             if log_now:
                 last_train = {name: float(np.mean([values[name] for _, values in window])) for name in window[0][1]}
                 last_train["learning_rate"] = float(schedule(step - 1))   # the rate this step was taken with
