@@ -5,7 +5,8 @@ Every file the package writes goes through `atomic_writer` (or `write_text` / `w
 to disk, and replaces the target with one `os.replace`. A reader then sees the old file or
 the new one, never a mix. Lines appended to a log (`append_line`) are one `os.write` each on
 an O_APPEND file, so a crash can tear at most the last line. `check_writable_folder` tells,
-before any work, whether an output folder can be made and written.
+before any work, whether an output folder can be made and written; `require_file`, whether
+an input file is there.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
+
+
+def require_file(path: str | os.PathLike, what: str, expected: str) -> None:
+    """Raise DataError unless `path` is a file: "{what} 'PATH' is a folder; expected {expected}"
+    (or "does not exist; ..."), so a folder given for a file is not called missing."""
+    if os.path.isfile(path):
+        return
+    state = "is a folder" if os.path.isdir(path) else "does not exist"
+    raise DataError(f"{what} {str(path)!r} {state}; expected {expected}")
 
 
 def check_writable_folder(path: str | os.PathLike, flag: str = "output_dir") -> None:

@@ -22,6 +22,8 @@ matplotlib is the `plot` extra (`pip install "bigs[plot]"`).
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -76,10 +78,23 @@ class Run:
             return "", []
         first = self.eval[0]
         if "loss" in first and not isinstance(first["loss"], dict):
-            return "held-out MLM loss", [float(r["loss"]) for r in self.eval]
+            return "held-out MLM loss", [self._number(r, r.get("loss"), "loss") for r in self.eval]
         split = next(k for k, v in first.items() if isinstance(v, dict))
         metric = self.metric or next(iter(first[split]))
-        return f"{split} {metric}", [float(r[split][metric]) for r in self.eval]
+        return f"{split} {metric}", [self._number(r, (r.get(split) or {}).get(metric), f"{split} {metric}")
+                                     for r in self.eval]
+
+    def train_losses(self) -> list[float]:
+        """The training loss of each train record."""
+        return [self._number(r, r.get("loss"), "loss") for r in self.train]
+
+    def _number(self, record: dict, value: Any, what: str) -> float:
+        """`value` as a float (NaN and inf pass: they are numbers); DataError naming the run
+        and step when it is missing or not a number."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DataError(f"run {self.name!r}: the record of step {record.get('step')} has {what}={value!r}; "
+                            "expected a number")
+        return float(value)
 
 
 def read_run(folder: str | os.PathLike, name: str | None = None) -> Run:
@@ -151,10 +166,12 @@ def plot_curves(runs: Sequence[Run | str | os.PathLike], x: str = "step", title:
                 raise DataError(f"run {run.name!r}: the record of step {missing[0]} has no {field!r}: {why}; "
                                 "plot it against step or seconds")
         if run.train:
-            left.plot([r[field] for r in run.train], [r["loss"] for r in run.train], label=run.name)
+            losses = _drop_non_finite(run, run.train, run.train_losses(), "training loss")
+            left.plot([r[field] for r in run.train], losses, label=run.name)
         label, values = run.eval_values()
         if values:
             eval_label = eval_label or label
+            values = _drop_non_finite(run, run.eval, values, label)
             right.plot([r[field] for r in run.eval], values, marker="o", markersize=3, label=run.name)
     left.set(xlabel=x_label, ylabel="training loss", title="training loss")
     right.set(xlabel=x_label, ylabel=eval_label or "evaluation", title=eval_label or "evaluation")
@@ -165,6 +182,18 @@ def plot_curves(runs: Sequence[Run | str | os.PathLike], x: str = "step", title:
     if title:
         figure.suptitle(title)
     return figure
+
+
+def _drop_non_finite(run: Run, records: list[dict], values: list[float], what: str) -> list[float]:
+    """`values` with NaN in place of every non-finite one (a gap in the line, where inf would
+    wreck the axis), after one warning on the "bigs" logger naming the run and the steps."""
+    bad = [r.get("step") for r, value in zip(records, values) if not math.isfinite(value)]
+    if not bad:
+        return values
+    steps = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+    logging.getLogger("bigs").warning(f"run {run.name!r}: the {what} is not finite at {len(bad)} of {len(values)} "
+                                      f"logged steps ({steps}); those points are left out of the plot")
+    return [value if math.isfinite(value) else math.nan for value in values]
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -192,7 +221,8 @@ def reach(magnitude: np.ndarray, mass: float = REACH_MASS) -> int:
 def kernel_profiles(params: Params, length: int = 512, mass: float = REACH_MASS) -> list[KernelProfile]:
     """Per encoder layer (in order), the learned kernels of its forward (fs4) and backward
     (bs4) SSMs over `length` tokens, from a BiGS params tree (any head; per-layer as
-    bigs.weights.read_params gives it, or stacked as a scan_layers model.params holds it). The kernel is bigs.ssm.kernel: K[k] = Re sum_n C'_n exp(k dt A_n).
+    bigs.weights.read_params gives it, or stacked as a scan_layers model.params holds it).
+    The kernel is bigs.ssm.kernel: K[k] = Re sum_n C'_n exp(k dt A_n).
 
     Raises DataError when the tree holds no BiGS SSM parameters.
     """

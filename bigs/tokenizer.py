@@ -24,7 +24,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 from .data.text import expand_inputs, read_documents
 from .errors import CheckpointError, ConfigError, DataError, InputError
-from .files import atomic_writer, write_json, write_text
+from .files import atomic_writer, require_file, write_json, write_text
 
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_FILE = "vocab.txt"
@@ -38,8 +38,7 @@ _PADDING_CHOICES = ("longest", "max_length", "do_not_pad", True, False)
 
 def _read_vocab(path: str) -> dict[str, int]:
     """vocab.txt (one token a line, id = line number from 0) -> {token: id}."""
-    if not os.path.isfile(path):
-        raise DataError(f"vocabulary file {path!r} does not exist; expected a BERT vocab.txt")
+    require_file(path, "vocabulary file", "a BERT vocab.txt")
     with open(path, encoding="utf-8") as f:
         tokens = [line.rstrip("\n").rstrip("\r") for line in f]
     vocab = {token: index for index, token in enumerate(tokens)}
@@ -68,6 +67,19 @@ def _build_wordpiece(vocab: dict[str, int], do_lower_case: bool) -> Tokenizer:
     # Registered as special so that "[MASK]" typed in a text stays one token.
     tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
     return tokenizer
+
+
+def _as_tensor(values: np.ndarray, return_tensors: str | None):
+    """`values` as the array type `return_tensors` names (numpy when None or "np")."""
+    if return_tensors == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(values)
+    if return_tensors == "pt":
+        import torch
+
+        return torch.from_numpy(values)
+    return values
 
 
 class BiGSTokenizer:
@@ -181,6 +193,7 @@ class BiGSTokenizer:
         pad_to_multiple_of: int | None = None,
         return_numpy: bool = True,
         return_tensors: str | None = None,
+        return_truncated: bool = False,
     ) -> dict[str, np.ndarray] | dict[str, list[list[int]]]:
         """Tokenizes a batch of texts (or text pairs).
 
@@ -195,9 +208,13 @@ class BiGSTokenizer:
           return_numpy: int32 arrays [batch, length]; else lists of lists (may be ragged).
           return_tensors: as in transformers, "np" (int32 numpy, the default), "jax" (int32
             jax arrays) or "pt" (int64 torch tensors); overrides return_numpy.
+          return_truncated: also return "truncated", [batch] bool (a list when the rest are
+            lists): whether truncation cut tokens from that row. Counting what a cut loses
+            this way costs no second tokenisation.
 
         Returns:
-          {"input_ids", "attention_mask", "token_type_ids"}, each [batch, length].
+          {"input_ids", "attention_mask", "token_type_ids"}, each [batch, length], and
+          "truncated" when asked.
 
         Raises:
           InputError: texts and text_pairs of different counts, a max_length with no room
@@ -244,8 +261,10 @@ class BiGSTokenizer:
             "attention_mask": [encoding.attention_mask for encoding in encodings],
             "token_type_ids": [encoding.type_ids for encoding in encodings],
         }
+        # the tokenizers library puts what truncation cut in `overflowing`, empty when nothing was
+        truncated = [bool(encoding.overflowing) for encoding in encodings] if return_truncated else None
         if not return_numpy and return_tensors is None:
-            return batch
+            return batch if truncated is None else {**batch, "truncated": truncated}
         lengths = sorted({len(ids) for ids in batch["input_ids"]})
         if len(lengths) > 1:
             raise InputError(
@@ -254,15 +273,11 @@ class BiGSTokenizer:
                 "into arrays: pad, truncate, or pass return_numpy=False"
             )
         width = lengths[0] if lengths else 0
-        arrays = {key: np.asarray(rows, dtype=np.int32).reshape(len(rows), width) for key, rows in batch.items()}
-        if return_tensors == "jax":
-            import jax.numpy as jnp
-
-            return {key: jnp.asarray(value) for key, value in arrays.items()}
-        if return_tensors == "pt":
-            import torch
-
-            return {key: torch.from_numpy(value.astype(np.int64)) for key, value in arrays.items()}
+        dtype = np.int64 if return_tensors == "pt" else np.int32   # torch's embedding lookups take int64
+        arrays = {key: _as_tensor(np.asarray(rows, dtype).reshape(len(rows), width), return_tensors)
+                  for key, rows in batch.items()}
+        if truncated is not None:
+            arrays["truncated"] = _as_tensor(np.asarray(truncated, bool), return_tensors)
         return arrays
 
     def encode(
@@ -358,8 +373,7 @@ def load_wordpiece(vocab_file: str | os.PathLike, lowercase: bool = True) -> Tok
 
     Raises DataError when vocab_file does not exist.
     """
-    if not Path(vocab_file).is_file():
-        raise DataError(f"vocabulary file {str(vocab_file)!r} does not exist; expected a BERT vocab.txt")
+    require_file(vocab_file, "vocabulary file", "a BERT vocab.txt")
     return _bert_pipeline(models.WordPiece.from_file(str(vocab_file), unk_token=UNK), lowercase)
 
 

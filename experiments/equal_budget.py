@@ -311,8 +311,8 @@ def task_data(task: str, budget: Budget):
                             max_train_samples=budget.max_train_samples, max_eval_samples=budget.max_eval_samples)
     data, spec = load_data(config)
     tokenizer = BiGSTokenizer.from_vocab(VOCAB)
-    return {split: encode(tokenizer, examples, budget.finetune_max_seq_length) for split, examples in data.items()
-            if examples.labels is not None}, spec
+    return {split: encode(tokenizer, examples, budget.finetune_max_seq_length, f"{split} examples")
+            for split, examples in data.items() if examples.labels is not None}, spec
 
 
 def schedule_steps(num_train: int, budget: Budget) -> tuple[int, int]:
@@ -504,18 +504,24 @@ class StudyError(Exception):
 
 def check_budget(out: Path, budget: Budget) -> None:
     """Record the budget in out/budget.json, or check that the study there has this budget:
-    finished stages of another budget must not be reused. StudyError, naming the first field."""
+    finished stages of another budget must not be reused. StudyError, naming the saved
+    budget (or, for an edited one, the first field that differs)."""
     from bigs.files import write_json
 
     path = out / "budget.json"
-    current = json.loads(json.dumps(dataclasses.asdict(budget)))
+    as_json = lambda b: json.loads(json.dumps(dataclasses.asdict(b)))  # noqa: E731  (tuples become lists)
+    current = as_json(budget)
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
-        for name in current:
-            if saved.get(name) != current[name]:
-                raise StudyError(f"{out} holds a study with {name}={saved.get(name)!r}, not {current[name]!r}; "
-                                 "rerun with that budget to continue it, or give another --out")
-        return
+        if saved == current:
+            return
+        named = next((name for name, known in BUDGETS.items() if as_json(known) == saved), None)
+        if named is not None:
+            raise StudyError(f"{out} holds a study of --budget {named}, not this one; rerun with --budget {named} "
+                             "to continue it, or give another --out")
+        field = next(name for name in {**saved, **current} if saved.get(name) != current.get(name))
+        raise StudyError(f"{out} holds a study with {field}={saved.get(field)!r}, not {current.get(field)!r}; "
+                         "rerun with that budget to continue it, or give another --out")
     if out.is_dir() and any(out.iterdir()):
         raise StudyError(f"{out} holds files and no study (no budget.json); give an empty or new --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -571,7 +577,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.utils import logging as transformers_logging
 
+    from bigs.cli.common import setup_logging
+
+    setup_logging()                               # one console: the bigs commands' warning lines
     transformers_logging.set_verbosity_error()   # the load report of a new classifier head, every run
+    transformers_logging.disable_progress_bar()  # and its "Loading weights" bar
     start = time.perf_counter()
     try:
         results = run_study(Path(args.out), BUDGETS[args.budget])

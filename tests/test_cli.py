@@ -283,6 +283,10 @@ def test_embed_refuses_bad_outputs(tmp_path, capsys):
     assert main.main(["embed", "--model_name_or_path", str(model), "--input", str(empty),
                       "--output", str(tmp_path / "v.npy")]) == 2
     assert "holds no lines" in capsys.readouterr().err
+    lines.write_text("hello\n" + " ".join(["long"] * 40) + "\n" + " ".join(["long"] * 14) + "\n")
+    assert main.main(["embed", "--model_name_or_path", str(model), "--input", str(lines),
+                      "--output", str(tmp_path / "v.npy"), "--disable_progress_bar"]) == 0
+    assert "1 of 3 texts are longer than 16 tokens and were truncated" in capsys.readouterr().err
 
 
 def test_outputs_are_checked_before_any_work_and_stdin_is_decoded_like_files(tmp_path, capsys, monkeypatch):

@@ -241,6 +241,26 @@ def test_per_batch_exact_padding_predicts_like_padding_to_max_length(demo_files,
     padded = predict_logits(model, encoded, batching=Batching("max_length", 64), batch_size=16, pad_mode="exact")
     np.testing.assert_allclose(per_batch, padded, atol=1e-5)
     np.testing.assert_array_equal(per_batch.argmax(-1), padded.argmax(-1))
+    assert not encoded.truncated.any()
+
+
+def test_encode_counts_what_truncation_cut(demo_files, caplog):
+    """`encode` tokenises once and says how many examples lost tokens: the same count as a
+    second, untruncated tokenisation gives."""
+    from bigs.tokenizer import BiGSTokenizer
+
+    data, _ = load_user_files(demo_files["train"], demo_files["validation"])
+    tokenizer = BiGSTokenizer.from_vocab(demo_files["vocab"])
+    full = np.array([len(ids) for ids in tokenizer(data["train"].text_a, padding=False, truncation=False,
+                                                   return_numpy=False)["input_ids"]])
+    limit = int(np.median(full))
+    with caplog.at_level("WARNING", logger="bigs"):
+        encoded = encode(tokenizer, data["train"], limit, "train examples")
+    np.testing.assert_array_equal(encoded.truncated, full > limit)
+    assert 0 < (full > limit).sum() < len(full)
+    assert (f"{(full > limit).sum()} of {len(full)} train examples are longer than {limit} tokens and were "
+            "truncated") in caplog.text
+    np.testing.assert_array_equal(encoded.lengths, np.minimum(full, limit))
 
 
 def test_train_batches_are_deterministic_and_cover_every_example(demo_files, tmp_path):
@@ -295,3 +315,11 @@ def test_do_eval_alone_prints_its_metrics(demo_files, demo_run, tmp_path, capsys
     printed = capsys.readouterr().out
     written = json.loads((out / "eval_results.json").read_text())["eval"]["validation"]
     assert f"validation: accuracy {written['accuracy']:.4f}" in printed
+    # From a trial: without --max_seq_length the default 128 was refused for this 64-position
+    # model; it now takes the model's length, says so, and (these texts are short) agrees.
+    default = tmp_path / "eval_default_length"
+    assert glue.main([arg for arg in argv if arg not in ("--max_seq_length", "32")][:-3]
+                     + ["--output_dir", str(default), "--do_eval"]) == 0
+    assert f"max_seq_length: 64, the max_position_embeddings of {demo_run}" in capsys.readouterr().err
+    results = json.loads((default / "eval_results.json").read_text())
+    assert results["eval"]["validation"] == pytest.approx(written, abs=1e-6)

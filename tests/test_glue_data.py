@@ -102,7 +102,7 @@ def test_task_names_and_folders(glue_dir):
 
 
 def test_missing_files(glue_dir, tmp_path):
-    with pytest.raises(DataError, match=r"QNLI.train\.tsv does not exist"):
+    with pytest.raises(DataError, match=r"QNLI.train\.tsv' does not exist"):
         load_glue_tsv("qnli", str(glue_dir), splits=["train"])
     with pytest.raises(DataError, match="found no qqp files"):
         load_glue_tsv("qqp", str(tmp_path))
@@ -296,6 +296,8 @@ def test_user_file_errors(tmp_path):
         load_user_files(str(train), str(new_label))
     with pytest.raises(DataError, match="does not exist"):
         load_user_files(str(tmp_path / "nope.csv"))
+    with pytest.raises(DataError, match="is a folder; expected a .csv, .tsv, .json or .jsonl file"):
+        load_user_files(str(tmp_path))
     with pytest.raises(DataError, match=r"extension '\.txt'"):
         (tmp_path / "a.txt").write_text("x")
         load_user_files(str(tmp_path / "a.txt"))

@@ -195,3 +195,34 @@ def test_odd_logs_and_mixed_runs_are_refused_in_one_line(tmp_path):
         plot.plot_curves([pretrain, glue])
     with pytest.raises(DataError, match="it counts examples \\(pretraining counts tokens, fine-tuning examples\\)"):
         plot.plot_curves([glue], x="tokens")
+
+
+def test_non_finite_values_are_gaps_with_a_warning_and_non_numbers_are_refused(tmp_path, caplog, capsys):
+    """From a new-user trial: a run whose loss went NaN was drawn without a word."""
+    records = pretrain_records(1.0)
+    records[2]["loss"] = float("nan")          # train, step 20
+    records[4]["loss"] = float("inf")          # train, step 30
+    records[5]["loss"] = float("nan")          # eval, step 30
+    run = write_run(tmp_path / "diverged", records)
+    assert "NaN" in (run / "metrics.jsonl").read_text()      # what json.dumps writes and the loop's log holds
+    with caplog.at_level("WARNING", logger="bigs"):
+        figure = plot.plot_curves([run])
+    train, evaluation = (panel.lines[0].get_ydata() for panel in figure.axes)
+    np.testing.assert_array_equal(np.isnan(train), [False, True, True])
+    np.testing.assert_array_equal(np.isnan(evaluation), [False, False, True])
+    assert train[0] == 8.0 and evaluation[1] == 7.0
+    assert "run 'diverged': the training loss is not finite at 2 of 3 logged steps (20, 30)" in caplog.text
+    assert "the held-out MLM loss is not finite at 1 of 3 logged steps (30)" in caplog.text
+    out = tmp_path / "diverged.png"
+    assert main(["curves", str(run), "--output", str(out)]) == 0 and out.exists()
+    assert "not finite" in capsys.readouterr().err
+
+    records[0]["loss"] = None
+    broken = write_run(tmp_path / "broken", records)
+    with pytest.raises(DataError, match=r"run 'broken': the record of step 10 has loss=None; expected a number"):
+        plot.plot_curves([broken])
+    records[3]["loss"] = "low"
+    with pytest.raises(DataError, match=r"run 'worse': the record of step 20 has loss='low'; expected a number"):
+        plot.plot_curves([write_run(tmp_path / "worse", records)])
+    assert main(["curves", str(broken), "--output", str(tmp_path / "b.png")]) == 2
+    assert "step 10 has loss=None" in capsys.readouterr().err and not (tmp_path / "b.png").exists()

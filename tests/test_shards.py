@@ -19,6 +19,8 @@ def test_bad_shards_raise_data_error(tmp_path):
         read_shard(tmp_path / "text.hdf5")
     with pytest.raises(DataError, match="does not exist"):
         read_shard(tmp_path / "missing.hdf5")
+    with pytest.raises(DataError, match="is a folder; expected an HDF5 file"):
+        read_shard(tmp_path)
     with h5py.File(tmp_path / "keys.hdf5", "w") as f:
         f["input_ids"] = np.zeros((2, 8), np.int32)
     with pytest.raises(DataError, match="expected the datasets"):

@@ -3,6 +3,7 @@ numbers its stages produced; the two models really get the same pretraining."""
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -128,8 +129,16 @@ def test_a_study_folder_of_another_budget_or_with_other_files_is_refused(study, 
 
     out, _ = finished
     other = dataclasses.replace(study.BUDGETS["tiny"], pretrain_steps=5)
-    with pytest.raises(study.StudyError, match="pretrain_steps=4, not 5"):
+    with pytest.raises(study.StudyError, match="holds a study of --budget tiny, not this one"):
         study.run_study(out, other)
+    capsys.readouterr()
+    assert study.main(["--budget", "short", "--out", str(out)]) == 2     # a named budget: its name
+    assert "holds a study of --budget tiny, not this one; rerun with --budget tiny" in capsys.readouterr().err
+    edited = tmp_path / "edited"                                          # an edited one: the field
+    study.check_budget(edited, other)
+    with pytest.raises(study.StudyError, match="holds a study with pretrain_steps=5, not 4"):
+        study.check_budget(edited, study.BUDGETS["tiny"])
+    shutil.rmtree(edited)
     (tmp_path / "mine.txt").write_text("the user's")
     assert study.main(["--budget", "tiny", "--out", str(tmp_path)]) == 2
     assert "holds files and no study" in capsys.readouterr().err

@@ -91,6 +91,23 @@ def test_truncation(tokenizer):
         tokenizer("a", "b", max_length=2)
 
 
+def test_return_truncated_says_which_rows_were_cut(tokenizer):
+    """One tokenisation tells which rows lost tokens, singles and pairs alike, exactly at the edge."""
+    fits, over = " ".join(["hello"] * 6), " ".join(["hello"] * 7)      # 8 and 9 tokens with [CLS]/[SEP]
+    out = tokenizer([fits, over, "hello"], max_length=8, return_truncated=True)
+    assert out["truncated"].dtype == bool and out["truncated"].tolist() == [False, True, False]
+    assert out["input_ids"].shape == (3, 8)
+    pairs = tokenizer(["hello", "hello hello", over], ["world", "world " * 5, "world"], max_length=8,
+                      padding=False, return_numpy=False, return_truncated=True)
+    assert pairs["truncated"] == [False, True, True]
+    assert [len(ids) for ids in pairs["input_ids"]] == [5, 8, 8]
+    assert "truncated" not in tokenizer([over], max_length=8)
+    assert tokenizer([over], max_length=8, truncation=False, padding=False, return_numpy=False,
+                     return_truncated=True)["truncated"] == [False]
+    torch = pytest.importorskip("torch")
+    assert tokenizer([over], max_length=8, return_tensors="pt", return_truncated=True)["truncated"].dtype == torch.bool
+
+
 def test_padding(tokenizer):
     texts = ["hello", "hello world hello"]
     assert tokenizer(texts)["input_ids"].shape == (2, 5)
@@ -136,6 +153,8 @@ def test_missing_files(tmp_path):
         BiGSTokenizer.from_pretrained(str(tmp_path))
     with pytest.raises(DataError, match="does not exist"):
         BiGSTokenizer.from_vocab(str(tmp_path / "vocab.txt"))
+    with pytest.raises(DataError, match=r"vocabulary file '.*' is a folder; expected a BERT vocab.txt"):
+        BiGSTokenizer.from_vocab(str(tmp_path))         # a folder is not called missing
     (tmp_path / "vocab.txt").write_text("hello\nworld\n")
     with pytest.raises(DataError, match=r"lacks the special tokens \['\[PAD\]'"):
         BiGSTokenizer.from_vocab(str(tmp_path / "vocab.txt"))

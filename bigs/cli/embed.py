@@ -72,12 +72,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_seq_length is not None and args.max_seq_length > limit:
             raise ConfigError(f"--max_seq_length={args.max_seq_length} is longer than the checkpoint's "
                               f"max_position_embeddings={limit}")
-        longest = max(len(ids) for ids in tokenizer(texts, padding=False, truncation=False,
-                                                   return_numpy=False)["input_ids"])
-        cut = args.max_seq_length or limit
-        if longest > cut:
-            logging.getLogger("bigs").warning(f"lines longer than {cut} tokens are truncated (the longest has "
-                                              f"{longest}; --max_seq_length)")
         from tqdm import tqdm
 
         with tqdm(total=len(texts), unit="line", disable=args.disable_tqdm or None, file=sys.stderr) as bar:

@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from ..errors import BiGSError
-from ..train.arguments import MODEL_SIZE_KEYS, PAD_MODES, PADDING_ALIASES, FinetuneConfig
+from ..train.arguments import DEFAULT_MAX_SEQ_LENGTH, MODEL_SIZE_KEYS, PAD_MODES, PADDING_ALIASES, FinetuneConfig
 from .common import (HelpFormatter, add_training_flags, arguments_from, interrupted, report, setup_logging,
                      spellings)
 
@@ -44,7 +44,8 @@ def build_parser(prog: str = "bigs glue") -> argparse.ArgumentParser:
     data.add_argument("--text_columns", nargs="+", help="one or two text columns of your files (default: detected)")
     data.add_argument("--label_column", help="label column of your files (default: label, labels or score)")
     data.add_argument("--max_seq_length", type=int, default=defaults.max_seq_length,
-                      help="longest input in tokens; longer ones are truncated")
+                      help=f"longest input in tokens; longer ones are truncated (default: "
+                           f"{DEFAULT_MAX_SEQ_LENGTH}, or the model's max_position_embeddings when shorter)")
     data.add_argument("--batching", choices=("longest", "max_length"),
                       help="longest: pad each batch to its longest example, batches of similar lengths "
                            "(default); max_length: pad every example to --max_seq_length")

@@ -117,11 +117,6 @@ def main(argv: list[str] | None = None) -> int:
                             f"{model.config.max_position_embeddings} ([CLS], [SEP] and at least one token)")
         tokenizer.check_fits(model.config.vocab_size)
         data = encode(tokenizer, Examples(texts, pairs, None, list(range(len(texts)))), max_len)
-        full = tokenizer(texts, pairs, padding=False, truncation=False, return_numpy=False)["input_ids"]
-        cut = sum(len(row) > max_len for row in full)
-        if cut:
-            logging.getLogger("bigs").warning(f"{cut} of {len(texts)} texts are longer than {max_len} tokens "
-                                              "and were truncated (--max_seq_length)")
         logits = predict_logits(model, data, batching=Batching(args.batching, max_len), batch_size=args.batch_size,
                                 pad_id=tokenizer.pad_token_id, pad_mode=args.pad_mode)
     except BiGSError as error:

@@ -15,6 +15,7 @@ How the model treats the pads is the model's `pad_mode`, not this module's busin
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -65,6 +66,8 @@ class Encoded:
     token_type_ids: list[np.ndarray]
     # [n] int32 label ids or float32 targets; None for test splits
     labels: np.ndarray | None
+    # [n] bool: whether truncation to max_seq_length cut tokens from the example; None if unknown
+    truncated: np.ndarray | None = None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -75,12 +78,20 @@ class Encoded:
         return len(self.input_ids)
 
 
-def encode(tokenizer, examples: Examples, max_seq_length: int) -> Encoded:
-    """Tokenise once, [CLS] A [SEP] (B [SEP]), truncated to max_seq_length; padding happens per batch."""
+def encode(tokenizer, examples: Examples, max_seq_length: int, name: str = "texts") -> Encoded:
+    """Tokenise once, [CLS] A [SEP] (B [SEP]), truncated to max_seq_length; padding happens per batch.
+
+    When truncation cut any example, logs one warning on the "bigs" logger saying how many
+    of the `name` (e.g. "train examples") were cut; `Encoded.truncated` says which.
+    """
     out = tokenizer(examples.text_a, examples.text_b, max_length=max_seq_length, padding=False,
-                    truncation=True, return_numpy=False)
+                    truncation=True, return_numpy=False, return_truncated=True)
+    truncated = np.asarray(out["truncated"], bool)
+    if truncated.any():
+        logging.getLogger("bigs").warning(f"{int(truncated.sum())} of {len(truncated)} {name} are longer than "
+                                          f"{max_seq_length} tokens and were truncated (max_seq_length)")
     return Encoded([np.asarray(ids, np.int32) for ids in out["input_ids"]],
-                   [np.asarray(types, np.int32) for types in out["token_type_ids"]], examples.labels)
+                   [np.asarray(types, np.int32) for types in out["token_type_ids"]], examples.labels, truncated)
 
 
 def make_batch(data: Encoded, indices: np.ndarray, batch_size: int, width: int, pad_id: int) -> dict[str, np.ndarray]:

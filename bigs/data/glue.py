@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError
-from ..files import write_text
+from ..files import require_file, write_text
 from .text import read_text
 
 # Splits are named as in `datasets`; a GLUE file is the split name with "validation" -> "dev".
@@ -265,8 +265,7 @@ def glue_files(task: str, data_dir: str, splits: Sequence[str] | None = None) ->
                 f"expected some of {[_split_file(split) for split in spec.splits]}"
             )
     for path in paths.values():
-        if not os.path.isfile(path):
-            raise DataError(f"GLUE file {path} does not exist; expected the {spec.folder} folder of glue_data")
+        require_file(path, "GLUE file", f"a file in the {spec.folder} folder of glue_data")
     return paths
 
 
@@ -351,8 +350,7 @@ def _read_records(path: str) -> tuple[list[str], list[dict], list[str]]:
     Raises DataError naming the row of a CSV/TSV row with more or fewer fields than the
     header (an unquoted comma would otherwise shift a text into the label), or of a JSON
     Lines line that is not JSON."""
-    if not os.path.isfile(path):
-        raise DataError(f"data file {path} does not exist")
+    require_file(path, "data file", "a .csv, .tsv, .json or .jsonl file")
     extension = os.path.splitext(path)[1].lower()
     if extension not in (".csv", ".tsv", ".json", ".jsonl"):
         raise DataError(f"data file {path} has extension {extension!r}; expected .csv, .tsv, .json or .jsonl")

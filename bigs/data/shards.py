@@ -46,7 +46,7 @@ import h5py
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..files import atomic_writer
+from ..files import atomic_writer, require_file
 from .masking import BERT_UNCASED, SpecialTokens, mask_examples, restore_original_ids
 
 FIELDS = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids")
@@ -78,8 +78,7 @@ def read_shard(path: str | os.PathLike, vocab_size: int | None = None) -> dict[s
         or has shapes that disagree or values out of range (named with row and column).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"shard {str(path)!r} does not exist; expected an HDF5 file")
+    require_file(path, "shard", "an HDF5 file")
     if not h5py.is_hdf5(path):
         raise DataError(f"shard {str(path)!r} is not an HDF5 file; expected a pretraining shard (.hdf5)")
     try:

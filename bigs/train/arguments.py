@@ -97,6 +97,9 @@ class TrainingArguments:
 
 
 PAD_MODES = ("exact", "reference")
+# Fine-tuning's --max_seq_length when none is given (the original run_glue.py's), cut to the
+# model's max_position_embeddings when that is shorter.
+DEFAULT_MAX_SEQ_LENGTH = 128
 # The published --padding values, each a (batching, pad_mode) pair.
 PADDING_ALIASES = {"exact": ("longest", "exact"), "max_length": ("max_length", "exact"),
                    "reference": ("max_length", "reference")}
@@ -125,8 +128,9 @@ class FinetuneConfig(TrainingArguments):
     config_name: str | None = None
     tokenizer_name: str | None = None
     model_overrides: dict[str, int] = dataclasses.field(default_factory=dict)
-    # longest sequence in tokens, [CLS]/[SEP] included; longer inputs are truncated
-    max_seq_length: int = 128
+    # longest sequence in tokens, [CLS]/[SEP] included; longer inputs are truncated. None:
+    # DEFAULT_MAX_SEQ_LENGTH, or the model's max_position_embeddings when that is shorter
+    max_seq_length: int | None = None
     # "longest" or "max_length" (see the module docstring)
     batching: str = "longest"
     # "exact" or "reference": how the model treats pads (see the module docstring)
@@ -153,10 +157,9 @@ class FinetuneConfig(TrainingArguments):
             raise ConfigError(f"--batching={self.batching!r}; expected longest or max_length")
         if self.pad_mode not in PAD_MODES:
             raise ConfigError(f"--pad_mode={self.pad_mode!r}; expected one of {', '.join(PAD_MODES)}")
-        for name in ("max_seq_length", "pad_to_multiple_of"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name}={getattr(self, name)}; expected a positive integer")
-        for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+        if self.pad_to_multiple_of < 1:
+            raise ConfigError(f"--pad_to_multiple_of={self.pad_to_multiple_of}; expected a positive integer")
+        for name in ("max_seq_length", "max_train_samples", "max_eval_samples", "max_predict_samples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"--{name}={getattr(self, name)}; expected a positive integer")
         for name, default in (("eval_steps", "each epoch"), ("save_steps", "with each evaluation")):

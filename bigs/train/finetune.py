@@ -51,7 +51,7 @@ from ..modeling import FlaxBiGSForSequenceClassification
 from ..predict import predict_logits, to_predictions
 from ..tokenizer import BiGSTokenizer
 from . import sharding
-from .arguments import FinetuneConfig
+from .arguments import DEFAULT_MAX_SEQ_LENGTH, FinetuneConfig
 from .loop import Batch, Task, train
 from .optim import make_optimizer, make_schedule
 from .output_dir import MODEL_FILES, RunFolder
@@ -141,6 +141,7 @@ def load_model(config: FinetuneConfig, spec: TaskSpec) -> tuple[FlaxBiGSForSeque
         raise DataError(f"--tokenizer_name {config.tokenizer_name!r} does not exist; expected a tokenizer folder "
                         "or a vocab.txt")
     tokenizer = BiGSTokenizer.from_pretrained(tokenizer_source)
+    config = with_max_seq_length(config)
     if config.model_name_or_path is not None:
         model = FlaxBiGSForSequenceClassification.from_pretrained(
             config.model_name_or_path, dtype=dtype, seed=config.seed, **overrides, **config.model_overrides)
@@ -156,6 +157,31 @@ def load_model(config: FinetuneConfig, spec: TaskSpec) -> tuple[FlaxBiGSForSeque
                           f"max_position_embeddings={model.config.max_position_embeddings}")
     tokenizer.model_max_length = config.max_seq_length
     return model, tokenizer
+
+
+def with_max_seq_length(config: FinetuneConfig) -> FinetuneConfig:
+    """`config` with max_seq_length set: as given, else DEFAULT_MAX_SEQ_LENGTH (128) cut to
+    the starting model's max_position_embeddings (a --max_position_embeddings override, the
+    checkpoint's config.json or --config_name's), so a 64-position checkpoint fine-tunes and
+    evaluates without a flag. Says so when it cuts. Reads the checkpoint's config first, so
+    an unreachable checkpoint fails here, by name, before any data is read.
+    """
+    checkpoint = (BiGSConfig.from_pretrained(config.model_name_or_path)
+                  if config.model_name_or_path is not None else None)
+    if config.max_seq_length is not None:
+        return config
+    if "max_position_embeddings" in config.model_overrides:
+        source, positions = "--max_position_embeddings", config.model_overrides["max_position_embeddings"]
+    elif checkpoint is not None:
+        source, positions = config.model_name_or_path, checkpoint.max_position_embeddings
+    elif config.config_name is not None:
+        source, positions = config.config_name, BiGSConfig.from_json_file(config.config_name).max_position_embeddings
+    else:
+        source, positions = None, DEFAULT_MAX_SEQ_LENGTH
+    length = min(DEFAULT_MAX_SEQ_LENGTH, positions)
+    if length < DEFAULT_MAX_SEQ_LENGTH:
+        logger.info(f"max_seq_length: {length}, the max_position_embeddings of {source} (--max_seq_length to change)")
+    return dataclasses.replace(config, max_seq_length=length)
 
 
 # ------------------------------------------------------------------------------- the task
@@ -288,14 +314,17 @@ def run(config: FinetuneConfig, command: str = "glue") -> dict[str, Any]:
     phases_given = config.do_train or config.do_eval or config.do_predict
     do_train, do_eval, do_predict = ((config.do_train, config.do_eval, config.do_predict) if phases_given
                                      else (True, True, True))
-    if config.model_name_or_path is not None:
-        BiGSConfig.from_pretrained(config.model_name_or_path)  # an unreachable checkpoint fails first, by name
+    config = with_max_seq_length(config)   # an unreachable checkpoint fails here, first
     data, spec = load_data(config)
     if do_train and TRAIN not in data:
         raise DataError(f"no training split for {spec.name}; expected a train file")
     model, tokenizer = load_model(config, spec)
     batching = Batching(config.batching, config.max_seq_length, config.pad_to_multiple_of)
-    encoded = {split: encode(tokenizer, examples, config.max_seq_length) for split, examples in data.items()}
+    # only the splits a phase reads: training evaluates as it goes, so it keeps the eval splits
+    wanted = ({TRAIN} if do_train else set()) | (set(spec.eval_splits) if do_train or do_eval else set()) | (
+        set(spec.test_splits) if do_predict else set())
+    encoded = {split: encode(tokenizer, examples, config.max_seq_length, f"{split} examples")
+               for split, examples in data.items() if split in wanted}
     if do_train and len(encoded[TRAIN]) == 0:      # refused here, before output_dir is touched
         raise DataError(f"the training split of {spec.name} has no examples")
     mesh = sharding.make_mesh(config.num_devices, config.fsdp)
