@@ -70,6 +70,8 @@ def _map_encoders(params: Params, fn) -> Params:
 
 
 def is_stacked(layers: Params) -> bool:
+    """Whether a `layers` subtree is stacked (scan_layers: one tree with a leading layer
+    axis) rather than per-layer ({"0": ..., "1": ...})."""
     return not all(k.isdigit() for k in layers)
 
 

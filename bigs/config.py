@@ -228,6 +228,8 @@ class BiGSConfig:
     # ----------------------------------------------------------------- labels
     @property
     def num_labels(self) -> int:
+        """Number of classifier outputs (len(id2label)); setting it renames the labels
+        LABEL_0..LABEL_{n-1} unless n is unchanged. ConfigError unless a positive int."""
         return len(self.id2label)
 
     @num_labels.setter
@@ -276,6 +278,7 @@ class BiGSConfig:
 
     # --------------------------------------------------------------- json I/O
     def to_dict(self) -> dict[str, Any]:
+        """Every field as config.json holds it (id2label keys as strings, model_type added)."""
         out: dict[str, Any] = {name: getattr(self, name) for name in FIELDS}
         out["model_type"] = self.model_type
         out["id2label"] = {str(k): v for k, v in self.id2label.items()}
@@ -288,10 +291,13 @@ class BiGSConfig:
         return dict(sorted(out.items()))
 
     def to_json_string(self) -> str:
+        """config.json's text: to_dict() as indented JSON with sorted keys."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> "BiGSConfig":
+        """A config from config.json's dict (the original's names are read too), then
+        `overrides`. Raises ConfigError for a non-dict, unknown types or invalid values."""
         if not isinstance(data, dict):
             raise ConfigError(f"a config must be a JSON object, got {type(data).__name__}")
         merged = new_names(data)
@@ -329,15 +335,16 @@ class BiGSConfig:
         return cls.from_json_file(resolve_file(path_or_id, CONFIG_NAME, **hub_kwargs), **kwargs)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> str:
+        """Write config.json into `save_directory` (made if missing), atomically; returns its path."""
+        from .files import write_text
+
         os.makedirs(save_directory, exist_ok=True)
         path = os.path.join(save_directory, CONFIG_NAME)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.to_json_string())
-        os.replace(tmp, path)
+        write_text(path, self.to_json_string())
         return path
 
     def copy(self, **overrides: Any) -> "BiGSConfig":
+        """A new config with the same values, then `overrides` (validated as from_dict does)."""
         return type(self).from_dict(self.to_dict(), **overrides)
 
     def __eq__(self, other: object) -> bool:

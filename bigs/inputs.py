@@ -24,6 +24,7 @@ class ArraySpec(NamedTuple):
 
     @property
     def ndim(self) -> int:
+        """Number of axes."""
         return len(self.shape)
 
 

@@ -247,7 +247,12 @@ class _HeadModule(nn.Module):
         self.setup_head()
 
     def setup_head(self):
-        pass
+        """Make the head's submodules (none here); a task module overrides it."""
+
+    def head(self, out, mask, deterministic):
+        """The task's output from the backbone's FlaxBaseModelOutputWithPooling `out` and the
+        attention mask [B, L]; a task module overrides it."""
+        raise NotImplementedError(f"{type(self).__name__} has no head")
 
     def backbone(self, input_ids, attention_mask, token_type_ids, position_ids, deterministic,
                  output_hidden_states, options):
@@ -266,6 +271,8 @@ class FlaxBiGSModule(BiGSModule):
 
 
 class FlaxBiGSForMaskedLMModule(_HeadModule):
+    """FlaxBiGSForMaskedLM's Flax module: backbone under `s4_bert`, MLM head under `cls`."""
+
     add_pooling_layer = False
 
     def setup_head(self):
@@ -288,6 +295,8 @@ class FlaxBiGSForMaskedLMModule(_HeadModule):
 
 
 class FlaxBiGSForPreTrainingModule(FlaxBiGSForMaskedLMModule):
+    """FlaxBiGSForPreTraining's Flax module: MLM and NSP heads under `cls`."""
+
     add_pooling_layer = True
 
     def setup_head(self):
@@ -319,6 +328,8 @@ class _Predictions(nn.Module):
 
 
 class FlaxBiGSForNextSentencePredictionModule(_HeadModule):
+    """FlaxBiGSForNextSentencePrediction's Flax module: the backbone under `s4_bert` and its head."""
+
     def setup_head(self):
         self.cls = _Predictions(self.config, self.dtype, with_mlm=False, with_nsp=True)
 
@@ -340,6 +351,8 @@ class FlaxBiGSForSequenceClassificationModule(_HeadModule):
 
 
 class FlaxBiGSForTokenClassificationModule(_HeadModule):
+    """FlaxBiGSForTokenClassification's Flax module: the backbone under `s4_bert` and its head."""
+
     add_pooling_layer = False
 
     def setup_head(self):
@@ -495,6 +508,7 @@ class FlaxBiGSPreTrainedModel:
 
     @property
     def num_parameters(self) -> int:
+        """How many numbers the params hold (every array's size summed)."""
         return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.params))
 
     # ------------------------------------------------------------------ calling
@@ -575,7 +589,11 @@ class FlaxBiGSPreTrainedModel:
                         local_files_only: bool = False, **config_overrides):
         """Load a local folder or a hub id. Keyword overrides go to the config, e.g.
         `num_labels=2` (a checkpoint head of another size is re-initialised and reported),
-        `pad_mode="exact"`. Returns the model, plus a LoadReport if output_loading_info."""
+        `pad_mode="exact"`. Returns the model, plus a LoadReport if output_loading_info.
+
+        Raises CheckpointError for a folder or hub id that cannot be read (named, with the
+        reason: missing, unreachable offline, damaged files) or whose shapes do not match the
+        config (each named); ConfigError for overrides the config refuses."""
         from .checkpoint import fill_missing, fit_params, logger, read_params, unstack_layers
 
         hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
@@ -596,6 +614,16 @@ class FlaxBiGSPreTrainedModel:
 
 
 class FlaxBiGSModel(FlaxBiGSPreTrainedModel):
+    """The BiGS encoder alone, as transformers' FlaxBertModel (weights at the param tree's root).
+
+    Call it as FlaxBiGSPreTrainedModel.__call__ says: input_ids, attention_mask and
+    token_type_ids int [B, L] (B sequences of L <= max_position_embeddings tokens).
+    Returns FlaxBaseModelOutputWithPooling: last_hidden_state [B, L, hidden_size],
+    pooler_output [B, hidden_size] (tanh of a dense layer on the [CLS] state), and with
+    output_hidden_states the embeddings and every layer's output, num_hidden_layers + 1
+    arrays [B, L, hidden_size]; in the model's dtype (float32 or bfloat16). Takes no labels.
+    """
+
     module_class = FlaxBiGSModule
     architecture = "BiGSModel"
 
@@ -619,36 +647,98 @@ class _MLMMixin:
 
 
 class FlaxBiGSForMaskedLM(_MLMMixin, FlaxBiGSPreTrainedModel):
+    """BiGS with BERT's masked-language-model head (decoder tied to the word embeddings).
+
+    Call it as FlaxBiGSPreTrainedModel.__call__ says: input_ids, attention_mask and
+    token_type_ids int [B, L] (B sequences of L <= max_position_embeddings tokens).
+    Returns FlaxMaskedLMOutput: logits [B, L, vocab_size]; with labels int [B, L] (-100 at
+    positions not scored) also loss, the mean cross-entropy, float32 []. `mlm_loss` gives the
+    same loss computing vocabulary logits only at the labelled positions (pretraining's path).
+    """
+
     module_class = FlaxBiGSForMaskedLMModule
     architecture = "BiGSForMaskedLM"
 
 
 class FlaxBiGSForPreTraining(_MLMMixin, FlaxBiGSPreTrainedModel):
+    """BiGS with the MLM and next-sentence heads, the original's pretraining model (paper, sec. 4).
+
+    Call it as FlaxBiGSPreTrainedModel.__call__ says: input_ids, attention_mask and
+    token_type_ids int [B, L] (B sequences of L <= max_position_embeddings tokens).
+    Returns FlaxBiGSForPreTrainingOutput: prediction_logits [B, L, vocab_size] and
+    seq_relationship_logits [B, 2]; with labels int [B, L] (-100 not scored) and
+    next_sentence_label int [B] (0: B follows A, 1: a random B) also loss = MLM + NSP
+    cross-entropy, float32 [].
+    """
+
     module_class = FlaxBiGSForPreTrainingModule
     architecture = "BiGSForPreTraining"
 
 
 class FlaxBiGSForNextSentencePrediction(FlaxBiGSPreTrainedModel):
+    """BiGS with BERT's next-sentence head on the pooled [CLS] state.
+
+    Call it as FlaxBiGSPreTrainedModel.__call__ says: input_ids, attention_mask and
+    token_type_ids int [B, L] (B sequences of L <= max_position_embeddings tokens).
+    Returns FlaxNextSentencePredictorOutput: logits [B, 2]; with labels int [B] (0: B follows
+    A) also loss, the mean cross-entropy, float32 [].
+    """
+
     module_class = FlaxBiGSForNextSentencePredictionModule
     architecture = "BiGSForNextSentencePrediction"
 
 
 class FlaxBiGSForSequenceClassification(FlaxBiGSPreTrainedModel):
+    """BiGS with a dropout + linear classifier on the pooled [CLS] state (GLUE, `bigs glue`).
+
+    Call it as FlaxBiGSPreTrainedModel.__call__ says: input_ids, attention_mask and
+    token_type_ids int [B, L] (B sequences of L <= max_position_embeddings tokens).
+    Returns FlaxSequenceClassifierOutput: logits [B, num_labels]; with labels also loss,
+    float32 []: mean squared error when num_labels is 1 or problem_type "regression" (labels
+    float [B]), cross-entropy for int labels [B], binary cross-entropy for float multi-label
+    targets [B, num_labels].
+    """
+
     module_class = FlaxBiGSForSequenceClassificationModule
     architecture = "BiGSForSequenceClassification"
 
 
 class FlaxBiGSForTokenClassification(FlaxBiGSPreTrainedModel):
+    """BiGS with a dropout + linear classifier on every token's last hidden state (NER, tagging).
+
+    Call it as FlaxBiGSPreTrainedModel.__call__ says: input_ids, attention_mask and
+    token_type_ids int [B, L] (B sequences of L <= max_position_embeddings tokens).
+    Returns FlaxTokenClassifierOutput: logits [B, L, num_labels]; with labels int [B, L]
+    (-100 not scored) also loss, the mean cross-entropy, float32 [].
+    """
+
     module_class = FlaxBiGSForTokenClassificationModule
     architecture = "BiGSForTokenClassification"
 
 
 class FlaxBiGSForQuestionAnswering(FlaxBiGSPreTrainedModel):
+    """BiGS with a span head: a linear layer giving each token a start and an end score (SQuAD).
+
+    Call it as FlaxBiGSPreTrainedModel.__call__ says: input_ids, attention_mask and
+    token_type_ids int [B, L] (B sequences of L <= max_position_embeddings tokens).
+    Needs num_labels=2 (ConfigError otherwise). Returns FlaxQuestionAnsweringModelOutput:
+    start_logits and end_logits [B, L]; with start_positions and end_positions int [B] also
+    loss, the mean of the two cross-entropies (positions past the sequence are ignored, as
+    in transformers), float32 [].
+    """
+
     module_class = FlaxBiGSForQuestionAnsweringModule
     architecture = "BiGSForQuestionAnswering"
 
 
 class FlaxBiGSForMultipleChoice(FlaxBiGSPreTrainedModel):
+    """BiGS scoring each choice with a linear layer on its pooled [CLS] state (SWAG, RACE).
+
+    input_ids, attention_mask and token_type_ids are int [B, C, L]: C choices of L tokens
+    for each of B questions. Returns FlaxMultipleChoiceModelOutput: logits [B, C]; with
+    labels int [B] (the right choice) also loss, the mean cross-entropy, float32 [].
+    """
+
     module_class = FlaxBiGSForMultipleChoiceModule
     architecture = "BiGSForMultipleChoice"
 

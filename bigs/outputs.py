@@ -15,10 +15,14 @@ import flax.struct
 
 
 class ModelOutput:
+    """Base of the output dataclasses: attribute, name and position access (see the module)."""
+
     def to_tuple(self) -> tuple:
+        """The fields that are set (not None), in declaration order."""
         return tuple(v for v in (getattr(self, f.name) for f in dataclasses.fields(self)) if v is not None)
 
     def keys(self) -> list[str]:
+        """Names of the fields that are set (not None)."""
         return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]
 
     def __getitem__(self, key):

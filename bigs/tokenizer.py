@@ -331,6 +331,7 @@ class BiGSTokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """Number of token ids, added tokens included (30,522 for BERT's uncased vocabulary)."""
         return self._tokenizer.get_vocab_size(with_added_tokens=True)
 
     def __len__(self) -> int:
@@ -346,22 +347,27 @@ class BiGSTokenizer:
 
     @property
     def pad_token_id(self) -> int:
+        """The id of [PAD]."""
         return self._tokenizer.token_to_id(PAD)
 
     @property
     def unk_token_id(self) -> int:
+        """The id of [UNK]."""
         return self._tokenizer.token_to_id(UNK)
 
     @property
     def cls_token_id(self) -> int:
+        """The id of [CLS]."""
         return self._tokenizer.token_to_id(CLS)
 
     @property
     def sep_token_id(self) -> int:
+        """The id of [SEP]."""
         return self._tokenizer.token_to_id(SEP)
 
     @property
     def mask_token_id(self) -> int:
+        """The id of [MASK]."""
         return self._tokenizer.token_to_id(MASK)
 
 

@@ -400,9 +400,13 @@ class LoadReport:
 
     @property
     def needs_init(self) -> bool:
+        """Whether some parameter was missing or of another shape, so the model must be
+        initialised to fill it in."""
         return bool(self.missing_keys or self.mismatched_keys)
 
     def messages(self, model_name: str, source: str) -> list[str]:
+        """One warning line per kind of difference (prefix change, re-initialised, unused),
+        naming the parameters, as from_pretrained logs them."""
         out = []
         if self.prefix_change:
             out.append(f"{model_name}: {self.prefix_change}")

@@ -22,6 +22,7 @@ from .common import HelpFormatter, add_overwrite_flag, interrupted, setup_loggin
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of `bigs build-shards` (documents every flag; used by --help and the docs tests)."""
     parser = argparse.ArgumentParser(
         prog="bigs build-shards", allow_abbrev=False, formatter_class=HelpFormatter,
         description="Build masked-LM pretraining shards (HDF5, the original BiGS layout) from raw text.",

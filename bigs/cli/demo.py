@@ -21,6 +21,7 @@ DEMO_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 12
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of `bigs demo` (documents every flag; used by --help and the docs tests)."""
     parser = argparse.ArgumentParser(prog="bigs demo", allow_abbrev=False, description=__doc__.splitlines()[0],
                                      formatter_class=HelpFormatter)
     parser.add_argument("--output_dir", default="bigs_demo",
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `bigs demo` with `argv` (default sys.argv[1:]); returns the exit status: 0 done, 2 a
+    refused input (one `error:` line on stderr), 1 training diverged (non-finite loss), 130
+    interrupted (Ctrl-C)."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging()
     from ..data.demo_task import write_demo_files

@@ -25,6 +25,7 @@ FORMATS = (".npy", ".jsonl")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of `bigs embed` (documents every flag; used by --help and the docs tests)."""
     parser = argparse.ArgumentParser(prog="bigs embed", allow_abbrev=False, formatter_class=HelpFormatter,
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--model_name_or_path", required=True, help="checkpoint folder or hub id (with a tokenizer)")
@@ -46,6 +47,9 @@ def _read_lines(path: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `bigs embed` with `argv` (default sys.argv[1:]); returns the exit status: 0 done, 2 a
+    refused input (one `error:` line on stderr), 1 training diverged (non-finite loss), 130
+    interrupted (Ctrl-C)."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging()
     prog = "bigs embed"

@@ -21,6 +21,7 @@ from .common import HelpFormatter, add_overwrite_flag, interrupted, report, setu
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of `bigs export-onnx` (documents every flag; used by --help and the docs tests)."""
     parser = argparse.ArgumentParser(prog="bigs export-onnx", allow_abbrev=False, formatter_class=HelpFormatter,
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--model_name_or_path", required=True, help="checkpoint folder or hub id")
@@ -32,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `bigs export-onnx` with `argv` (default sys.argv[1:]); returns the exit status: 0 done, 2 a
+    refused input (one `error:` line on stderr), 1 training diverged (non-finite loss), 130
+    interrupted (Ctrl-C)."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging()
     prog = "bigs export-onnx"

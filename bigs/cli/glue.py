@@ -22,6 +22,7 @@ from .common import (HelpFormatter, add_training_flags, arguments_from, interrup
 
 
 def build_parser(prog: str = "bigs glue") -> argparse.ArgumentParser:
+    """The argparse parser of `bigs glue` (documents every flag; used by --help and the docs tests)."""
     defaults = FinetuneConfig(output_dir="")
     parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False,
                                      formatter_class=HelpFormatter,
@@ -86,6 +87,9 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 
 def main(argv: list[str] | None = None, prog: str = "bigs glue") -> int:
+    """Run `bigs glue` with `argv` (default sys.argv[1:]); returns the exit status: 0 done, 2 a
+    refused input (one `error:` line on stderr), 1 training diverged (non-finite loss), 130
+    interrupted (Ctrl-C)."""
     args = build_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging()
     from ..train.finetune import run

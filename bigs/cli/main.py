@@ -36,6 +36,8 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `bigs` command: dispatch `bigs COMMAND ...` to the command's main; returns its exit
+    status (2 for an unknown command or a missing third-party package, named in one line)."""
     as_command = argv is None
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):

@@ -18,6 +18,7 @@ PROG = "bigs plot"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of `bigs plot` (documents every flag; used by --help and the docs tests)."""
     parser = argparse.ArgumentParser(prog=PROG, allow_abbrev=False, formatter_class=HelpFormatter,
                                      description="draw training curves of runs, or the SSM kernels of a checkpoint")
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="{curves,kernels}")
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `bigs plot` with `argv` (default sys.argv[1:]); returns the exit status: 0 done, 2 a
+    refused input (one `error:` line on stderr), 1 training diverged (non-finite loss), 130
+    interrupted (Ctrl-C)."""
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exit_:  # argparse has printed the message

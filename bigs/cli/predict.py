@@ -29,6 +29,7 @@ from .common import HelpFormatter, add_overwrite_flag, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of `bigs predict` (documents every flag; used by --help and the docs tests)."""
     parser = argparse.ArgumentParser(prog="bigs predict", allow_abbrev=False, formatter_class=HelpFormatter,
                                      description=__doc__.splitlines()[0])
     parser.add_argument("texts", nargs="*", help="texts to classify; a TAB inside a text separates a pair")
@@ -75,6 +76,9 @@ def _read_texts(args) -> tuple[list[str], list[str] | None, list | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `bigs predict` with `argv` (default sys.argv[1:]); returns the exit status: 0 done, 2 a
+    refused input (one `error:` line on stderr), 1 a failed write, 141 the reader of stdout
+    closed it (`| head`); as `bigs predict`, 130 when interrupted (Ctrl-C)."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging()
     from ..data.batching import Batching, encode

@@ -24,6 +24,7 @@ ALIASES = {"max_steps": "num_total_train_steps"}
 
 
 def build_parser(prog: str = "bigs pretrain") -> argparse.ArgumentParser:
+    """The argparse parser of `bigs pretrain` (documents every flag; used by --help and the docs tests)."""
     d = PretrainArgs(output_dir="", dataset_path="")
     parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False,
                                      formatter_class=HelpFormatter,
@@ -63,10 +64,14 @@ def build_parser(prog: str = "bigs pretrain") -> argparse.ArgumentParser:
 
 
 def args_from_namespace(ns: argparse.Namespace) -> PretrainArgs:
+    """The PretrainArgs of the parsed flags (--mesh becomes num_devices and fsdp)."""
     return arguments_from(ns, PretrainArgs)
 
 
 def main(argv: list[str] | None = None, prog: str = "bigs pretrain") -> int:
+    """Run `bigs pretrain` with `argv` (default sys.argv[1:]); returns the exit status: 0 done, 2 a
+    refused input (one `error:` line on stderr), 1 training diverged (non-finite loss), 130
+    interrupted (Ctrl-C)."""
     try:
         ns = build_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exit_:  # argparse has printed the message

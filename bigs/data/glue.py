@@ -81,6 +81,7 @@ class TaskSpec:
 
     @property
     def splits(self) -> tuple[str, ...]:
+        """Every split of the task: train, then the eval splits, then the test splits."""
         return (TRAIN, *self.eval_splits, *self.test_splits)
 
 

@@ -177,6 +177,7 @@ class DataPosition:
     num_shards: int = 0
 
     def to_dict(self) -> dict[str, int]:
+        """The position as the JSON a checkpoint stores it in."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -242,6 +243,7 @@ class ShardDataset:
 
     @property
     def num_shards(self) -> int:
+        """Number of shard files."""
         return len(self.files)
 
     def shard_order(self, epoch: int) -> list[int]:

@@ -34,6 +34,7 @@ def dense(config: BiGSConfig, in_features: int, out_features: int) -> nn.Linear:
 
 
 def layer_norm(config: BiGSConfig) -> nn.LayerNorm:
+    """LayerNorm over hidden_size with the config's epsilon (layer_norm_eps)."""
     return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
 

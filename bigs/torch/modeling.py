@@ -448,6 +448,7 @@ class _BiGSHead(BiGSPreTrainedModel):
         self.post_init()
 
     def setup_head(self, config):
+        """Make the head's submodules from `config`; every task model overrides it."""
         raise NotImplementedError
 
     def backbone(self, input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,

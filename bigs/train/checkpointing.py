@@ -131,6 +131,7 @@ class TrainCheckpointer:
                       "and falling back to the step before", RuntimeWarning, stacklevel=3)
 
     def close(self) -> None:
+        """Finish any save in flight and release orbax's manager; safe to call twice."""
         if self._manager is not None:
             self._manager.close()
             self._manager = None

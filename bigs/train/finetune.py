@@ -214,9 +214,11 @@ class FinetuneTask(Task):
 
     @property
     def update_size(self) -> int:
+        """Examples per optimizer update: rows of a step times gradient_accumulation_steps."""
         return self.rows * self.config.gradient_accumulation_steps
 
     def steps_per_epoch(self) -> int:
+        """Optimizer updates in one pass over the training split (the last one may be short)."""
         return steps_per_epoch(len(self.encoded[TRAIN]), self.update_size)
 
     def loss(self, params, micro, dropout_rng):
@@ -245,6 +247,7 @@ class FinetuneTask(Task):
                 yield Batch(arrays, None, len(indices))
 
     def logits(self, split: str, params) -> np.ndarray:
+        """[n, num_labels] float32: the model's logits for every example of `split`, in order."""
         return predict_logits(self.model, self.encoded[split], batching=self.batching,
                               batch_size=self.config.per_device_eval_batch_size, pad_id=self.pad_id,
                               params=params, pad_mode=self.config.pad_mode)

@@ -57,6 +57,7 @@ class RunFolder:
 
     @property
     def checkpoints(self) -> Path:
+        """The folder of the run's training checkpoints (one subfolder per saved step)."""
         return self.path / CHECKPOINTS
 
     def present(self, names) -> list[str]:

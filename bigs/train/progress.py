@@ -89,6 +89,7 @@ class Progress:
         self._last_time, self._items = time.perf_counter(), 0
 
     def close(self) -> None:
+        """Close the progress bar and the TensorBoard writer (if any)."""
         self.bar.close()
         if self.writer is not None:
             self.writer.close()

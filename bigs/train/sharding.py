@@ -50,6 +50,7 @@ def parse_mesh(spec: str) -> tuple[int, int]:
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
+    """The sharding that puts a full copy of an array on every device of `mesh`."""
     return NamedSharding(mesh, PartitionSpec())
 
 
