@@ -212,6 +212,9 @@ class ShardDataset:
       special_tokens: vocabulary facts for checking ids and masking; by default those in the
         folder's data_info.json, else BERT uncased.
 
+    Attributes: files (the shard paths), special_tokens, and data_info, the data_info.json
+    they were read from (None when given, or when there is none and BERT uncased's are used).
+
     Raises:
       DataError: no shards are found, a file is missing, or data_info.json is malformed.
       ConfigError: max_shards is below 1.
@@ -238,7 +241,11 @@ class ShardDataset:
         self.shuffle = shuffle
         self.dynamic_masking = dynamic_masking
         self.masked_lm_prob = masked_lm_prob
-        self.special_tokens = special_tokens or _special_tokens_near(self.files[0])
+        # the data_info.json the special tokens were read from; None when given or BERT uncased's
+        self.data_info: Path | None = None
+        if special_tokens is None:
+            special_tokens, self.data_info = _special_tokens_near(self.files[0])
+        self.special_tokens = special_tokens
         self._cached: tuple[int, dict[str, np.ndarray]] | None = None
 
     @property
@@ -366,13 +373,14 @@ def _list_shards(folder_or_files, split: str | None) -> list[Path]:
     return candidates
 
 
-def _special_tokens_near(shard: Path) -> SpecialTokens:
-    """The special tokens recorded in data_info.json beside `shard`, else BERT uncased."""
+def _special_tokens_near(shard: Path) -> tuple[SpecialTokens, Path | None]:
+    """(the special tokens recorded in data_info.json beside `shard`, that file), else
+    (BERT uncased's, None)."""
     info_path = shard.parent / DATA_INFO
     if not info_path.is_file():
-        return BERT_UNCASED
+        return BERT_UNCASED, None
     try:
-        return SpecialTokens(**json.loads(info_path.read_text(encoding="utf-8"))["special_tokens"])
+        return SpecialTokens(**json.loads(info_path.read_text(encoding="utf-8"))["special_tokens"]), info_path
     except (ValueError, KeyError, TypeError) as error:
         raise DataError(
             f"{str(info_path)!r} has no valid 'special_tokens' entry ({error}); "

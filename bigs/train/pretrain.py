@@ -28,7 +28,7 @@ import numpy as np
 
 from ..config import BiGSConfig
 from ..data.masking import labels_from_positions
-from ..data.shards import DATA_INFO, DataPosition, ShardDataset
+from ..data.shards import DataPosition, ShardDataset
 from ..errors import ConfigError, DataError, NonFiniteError
 from ..files import check_writable_folder
 from ..modeling import FlaxBiGSForMaskedLM, FlaxBiGSForMaskedLMModule
@@ -61,8 +61,8 @@ def check_vocabulary(train_data: ShardDataset, first_shard: dict[str, np.ndarray
                      source: str) -> None:
     """Refuse shards whose tokenizer or ids do not fit the model's vocabulary, naming both
     sizes and where the model's comes from (`source`). DataError."""
-    info = Path(train_data.files[0]).parent / DATA_INFO
-    if info.is_file() and train_data.special_tokens.vocab_size > config.vocab_size:
+    info = train_data.data_info
+    if info is not None and train_data.special_tokens.vocab_size > config.vocab_size:
         raise DataError(f"the shards' tokenizer has {train_data.special_tokens.vocab_size} tokens ({info}); "
                         f"the model's vocabulary has {config.vocab_size} ({source})")
     for name in ("input_ids", "masked_lm_ids"):
