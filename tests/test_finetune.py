@@ -323,3 +323,43 @@ def test_do_eval_alone_prints_its_metrics(demo_files, demo_run, tmp_path, capsys
     assert f"max_seq_length: 64, the max_position_embeddings of {demo_run}" in capsys.readouterr().err
     results = json.loads((default / "eval_results.json").read_text())
     assert results["eval"]["validation"] == pytest.approx(written, abs=1e-6)
+
+
+def test_evaluating_a_finished_run_keeps_its_model_and_training_record(demo_files, demo_run, tmp_path, capsys):
+    """From a new-user trial: `--resume --do_eval` on a run trained from random init built a
+    new random model, saved it over the trained one and cut eval_results.json down to the
+    evaluation (exit 0). It now evaluates the run's own model and keeps the record."""
+    import hashlib
+    import shutil
+
+    out = tmp_path / "finished"
+    shutil.copytree(demo_run, out)
+    weights = hashlib.sha256((out / "flax_model.msgpack").read_bytes()).hexdigest()
+    before = json.loads((out / "eval_results.json").read_text())
+    capsys.readouterr()
+    assert glue.main(_argv(demo_files, out, *RUN, "--resume", "--do_eval")) == 0
+    captured = capsys.readouterr()
+    assert "evaluating the model the run in" in captured.err
+    assert hashlib.sha256((out / "flax_model.msgpack").read_bytes()).hexdigest() == weights
+    after = json.loads((out / "eval_results.json").read_text())
+    assert {key: after[key] for key in ("best_step", "best_metric", "history", "config")} == \
+        {key: before[key] for key in ("best_step", "best_metric", "history", "config")}
+    assert after["eval"]["validation"] == pytest.approx(before["eval"]["validation"], abs=1e-6)   # the best model
+    assert f"validation: accuracy {after['eval']['validation']['accuracy']:.4f}" in captured.out
+
+    assert glue.main(_argv(demo_files, out, *RUN, "--resume", "--do_eval", "--model_name_or_path",
+                           str(demo_run))) == 2
+    assert "is not the model the run in" in capsys.readouterr().err
+    assert glue.main(_argv(demo_files, out, *RUN, "--resume", "--do_eval", "--model_name_or_path", str(out))) == 0
+
+    pretraining = tmp_path / "pretraining"
+    pretraining.mkdir()
+    (pretraining / "run_settings.json").write_text(json.dumps({"command": "pretrain"}))
+    assert glue.main(_argv(demo_files, pretraining, "--resume", "--do_eval")) == 2
+    assert "holds a `bigs pretrain` run, which has no classifier" in capsys.readouterr().err
+    early = tmp_path / "early"
+    early.mkdir()
+    (early / "run_settings.json").write_text(json.dumps({"command": "glue"}))
+    assert glue.main(_argv(demo_files, early, "--resume", "--do_eval")) == 2
+    assert "has saved no model yet" in capsys.readouterr().err
+    assert sorted(p.name for p in early.iterdir()) == ["run_settings.json"]

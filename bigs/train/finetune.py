@@ -54,7 +54,7 @@ from . import sharding
 from .arguments import DEFAULT_MAX_SEQ_LENGTH, FinetuneConfig
 from .loop import Batch, Task, train
 from .optim import make_optimizer, make_schedule
-from .output_dir import MODEL_FILES, RunFolder
+from .output_dir import MODEL_FILES, RUN_MARKERS, RunFolder
 
 logger = logging.getLogger("bigs")
 
@@ -306,7 +306,9 @@ def run_settings(config: FinetuneConfig, spec: TaskSpec, model, mesh, max_steps:
 
 # ------------------------------------------------------------------------------- the run
 def run(config: FinetuneConfig, command: str = "glue") -> dict[str, Any]:
-    """Train, evaluate, keep the best model and predict the test split. Returns eval_results.
+    """Train, evaluate, keep the best model and predict the test split. Returns what this call
+    found: the training record (best step, metric, history) when it trained, else the
+    evaluation, plus the prediction files; eval_results.json keeps both across calls.
     `command` names the run in run_settings.json (another command will not resume it).
 
     Raises a BiGSError subclass, before writing anything, for bad flags, data or an
@@ -317,6 +319,9 @@ def run(config: FinetuneConfig, command: str = "glue") -> dict[str, Any]:
     phases_given = config.do_train or config.do_eval or config.do_predict
     do_train, do_eval, do_predict = ((config.do_train, config.do_eval, config.do_predict) if phases_given
                                      else (True, True, True))
+    resumed_model = not do_train and config.resume and not config.overwrite_output_dir
+    if resumed_model:
+        config = with_the_runs_model(config, command)
     config = with_max_seq_length(config)   # an unreachable checkpoint fails here, first
     data, spec = load_data(config)
     if do_train and TRAIN not in data:
@@ -358,10 +363,11 @@ def run(config: FinetuneConfig, command: str = "glue") -> dict[str, Any]:
         folder = RunFolder(config.output_dir)
         folder.check(None, resume=config.resume, overwrite=config.overwrite_output_dir, outputs=task.outputs)
         folder.start(None, resumed_step=None, overwrite=config.overwrite_output_dir)
-        model.save_pretrained(config.output_dir, tokenizer=tokenizer)
+        if not resumed_model:          # a run's own model is there already
+            model.save_pretrained(config.output_dir, tokenizer=tokenizer)
         if do_eval and task.eval_splits:
             results["eval"] = task.evaluate(params)
-            write_json(os.path.join(config.output_dir, RESULTS), results)
+            _write_results(config.output_dir, results)
     if do_predict:
         written = []
         for split in spec.test_splits:
@@ -370,8 +376,55 @@ def run(config: FinetuneConfig, command: str = "glue") -> dict[str, Any]:
                 written.append(_write_test_predictions(config.output_dir, spec, split, predictions, data[split].ids))
         results["prediction_files"] = written
         if written:
-            write_json(os.path.join(config.output_dir, RESULTS), results)
+            _write_results(config.output_dir, results)
     return results
+
+
+def _write_results(output_dir: str, results: dict[str, Any]) -> None:
+    """Write eval_results.json: `results` over what the file already holds for this task (a
+    run's training record stays when its model is evaluated or predicts again)."""
+    path = os.path.join(output_dir, RESULTS)
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        saved = None
+    if isinstance(saved, dict) and saved.get("task") == results.get("task"):
+        results = {**saved, **results}
+    write_json(path, results)
+
+
+def with_the_runs_model(config: FinetuneConfig, command: str = "glue") -> FinetuneConfig:
+    """`config` to evaluate or predict with the model a fine-tuning run in output_dir saved
+    (its best), for --do_eval / --do_predict with --resume and no training: the run's model,
+    config and tokenizer, not a new one from the flags. Unchanged when output_dir holds no run
+    (RunFolder.check then refuses --resume).
+
+    Raises ConfigError when the folder holds another command's run, no saved model yet, or
+    when --model_name_or_path names a model other than the run's start or the run itself.
+    """
+    folder = RunFolder(config.output_dir)
+    if not folder.present(RUN_MARKERS):
+        return config
+    saved = folder.saved_settings() or {}
+    where = repr(config.output_dir)
+    if saved.get("command") not in (None, command):
+        raise ConfigError(f"output_dir {where} holds a `bigs {saved['command']}` run, which has no classifier to "
+                          "evaluate; choose the folder of a fine-tuning run")
+    if not folder.present(("config.json",)) or not folder.present(("flax_model.msgpack", "model.safetensors")):
+        raise ConfigError(f"output_dir {where} holds a run that has saved no model yet (it saves one at each "
+                          "evaluation); continue its training first: the same command without --do_eval/--do_predict")
+    given = config.model_name_or_path
+    if given is not None:
+        start = saved.get("model_name_or_path")
+        same = os.path.abspath(given) if os.path.isdir(given) else given
+        if same not in (os.path.abspath(config.output_dir), start):
+            raise ConfigError(f"--model_name_or_path {given!r} is not the model the run in {where} started from "
+                              f"({start or 'random initialisation'}); leave it out to evaluate the run's model, or "
+                              "choose another --output_dir")
+    logger.info(f"evaluating the model the run in {where} saved (its best evaluation)")
+    return dataclasses.replace(config, model_name_or_path=config.output_dir, config_name=None, tokenizer_name=None,
+                               model_overrides={})
 
 
 def _prediction_file(spec: TaskSpec, split: str) -> str:

@@ -123,8 +123,12 @@ class RunFolder:
 
     def saved_command(self) -> str | None:
         """The command of the run recorded here ("glue", "pretrain"), None when unknown."""
-        saved, _ = self._read_settings()
+        saved = self.saved_settings()
         return saved.get("command") if saved is not None else None
+
+    def saved_settings(self) -> dict[str, Any] | None:
+        """The run's run_settings.json; None when there is none or it cannot be read."""
+        return self._read_settings()[0]
 
     def _read_settings(self) -> tuple[dict[str, Any] | None, str | None]:
         """(the saved run_settings.json, None); (None, why it cannot be read); (None, None)
