@@ -315,16 +315,11 @@ class BiGSConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike, **overrides: Any) -> "BiGSConfig":
-        """Read a config.json; ConfigError when it is missing, unreadable or not a valid config."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path} is not valid JSON: {err}") from None
-        except OSError as err:
-            raise ConfigError(f"config file {str(path)!r} cannot be read ({err.strerror}); "
-                              "expected a config.json") from None
-        return cls.from_dict(data, **overrides)
+        """Read a config.json; ConfigError when it is missing, unreadable, not UTF-8 JSON or
+        not a valid config."""
+        from .files import read_json_object
+
+        return cls.from_dict(read_json_object(path, "a BiGS config.json", ConfigError), **overrides)
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | os.PathLike, **kwargs: Any) -> "BiGSConfig":

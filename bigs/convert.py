@@ -16,8 +16,9 @@ from pathlib import Path
 
 from . import weights
 from .config import CONFIG_NAME, BiGSConfig
-from .errors import ConfigError
-from .files import check_writable_folder, write_bytes
+from .errors import CheckpointError, ConfigError
+from .files import check_writable_folder, read_json_object, write_bytes
+from .tokenizer import BiGSTokenizer
 
 TARGETS = ("torch", "flax")
 # Copied when present, byte for byte.
@@ -36,7 +37,8 @@ def convert(source: str | os.PathLike, destination: str | os.PathLike, to: str =
     already there is rewritten with the same weights, so the folder's two files agree.
     Raises ConfigError for a bad target, a source config.json that is not a valid config, or
     a destination that already holds one of those files (unless `overwrite`) or cannot be
-    written; CheckpointError when the source's weights cannot be read or do not fit its config.
+    written; CheckpointError when the source's weights cannot be read or do not fit its config,
+    or one of its tokenizer files is damaged (DataError for a vocab.txt that is not one).
     """
     if to not in TARGETS:
         raise ConfigError(f"--to {to!r}: expected one of {TARGETS}")
@@ -60,6 +62,7 @@ def convert(source: str | os.PathLike, destination: str | os.PathLike, to: str =
         path = weights.resolve_file(source, name, required=False, **hub_kwargs)
         if path is not None:
             copies[name] = path
+    _check_tokenizer(copies)
 
     # A weights file of the other format already in destination is rewritten too (with
     # --overwrite): a folder whose two files held different models would load differently
@@ -73,3 +76,15 @@ def convert(source: str | os.PathLike, destination: str | os.PathLike, to: str =
         written.append(str(destination / name))
         write_bytes(written[-1], Path(path).read_bytes())
     return written
+
+
+def _check_tokenizer(copies: dict[str, str]) -> None:
+    """Read the tokenizer files about to be copied, so a damaged one is refused (CheckpointError
+    or DataError naming it) rather than copied into a folder that then cannot be loaded."""
+    if "tokenizer.json" in copies:
+        BiGSTokenizer.from_pretrained(copies["tokenizer.json"])
+    if "vocab.txt" in copies:
+        BiGSTokenizer.from_vocab(copies["vocab.txt"])
+    if "tokenizer_config.json" in copies:
+        read_json_object(copies["tokenizer_config.json"], "the tokenizer settings save_pretrained writes",
+                         CheckpointError)

@@ -6,7 +6,7 @@ to disk, and replaces the target with one `os.replace`. A reader then sees the o
 the new one, never a mix. Lines appended to a log (`append_line`) are one `os.write` each on
 an O_APPEND file, so a crash can tear at most the last line. `check_writable_folder` tells,
 before any work, whether an output folder can be made and written; `require_file`, whether
-an input file is there.
+an input file is there, and `read_json_object`, one that must hold a JSON object.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DataError
+from .errors import BiGSError, ConfigError, DataError
 
 
 def require_file(path: str | os.PathLike, what: str, expected: str) -> None:
@@ -28,6 +28,22 @@ def require_file(path: str | os.PathLike, what: str, expected: str) -> None:
         return
     state = "is a folder" if os.path.isdir(path) else "does not exist"
     raise DataError(f"{what} {str(path)!r} {state}; expected {expected}")
+
+
+def read_json_object(path: str | os.PathLike, expected: str, error: type[BiGSError] = DataError) -> dict[str, Any]:
+    """The JSON object in the file `path`. Raises `error` (a BiGSError kind) in one line naming
+    the file and `expected` (what it should be, e.g. "the config.json a run writes") when it
+    cannot be read, is not UTF-8 JSON, or holds something other than an object."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as cause:
+        raise error(f"{str(path)!r} cannot be read ({cause.strerror}); expected {expected}") from None
+    except ValueError as cause:             # not JSON, or not UTF-8
+        raise error(f"{str(path)!r} is not valid JSON ({cause}); expected {expected}") from None
+    if not isinstance(data, dict):
+        raise error(f"{str(path)!r} holds a JSON {type(data).__name__}, not an object; expected {expected}")
+    return data
 
 
 def check_writable_folder(path: str | os.PathLike, flag: str = "output_dir") -> None:

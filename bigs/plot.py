@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, DataError
-from .files import atomic_writer
+from .files import atomic_writer, read_json_object
 from .weights import Params, flatten
 
 # x axes of plot_curves: the metrics.jsonl field each reads and its label.
@@ -130,9 +130,9 @@ def read_run(folder: str | os.PathLike, name: str | None = None) -> Run:
         raise DataError(f"{path} holds no records yet")
     command = metric = None
     if (folder / "run_settings.json").is_file():
-        command = json.loads((folder / "run_settings.json").read_text(encoding="utf-8")).get("command")
+        command = read_json_object(folder / "run_settings.json", "the settings a run writes").get("command")
     if (folder / "eval_results.json").is_file():
-        metric = json.loads((folder / "eval_results.json").read_text(encoding="utf-8")).get("metric")
+        metric = read_json_object(folder / "eval_results.json", "the results bigs glue writes").get("metric")
     return Run(name or folder.name, command, metric, [r for r in records if r.get("kind") == "train"],
                [r for r in records if r.get("kind") == "eval"])
 

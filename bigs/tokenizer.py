@@ -14,7 +14,6 @@ the bare WordPiece pipeline (no [CLS]/[SEP] added) that building pretraining sha
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 from .data.text import expand_inputs, read_documents
 from .errors import CheckpointError, ConfigError, DataError, InputError
-from .files import atomic_writer, require_file, write_json, write_text
+from .files import atomic_writer, read_json_object, require_file, write_json, write_text
 
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_FILE = "vocab.txt"
@@ -39,8 +38,17 @@ _PADDING_CHOICES = ("longest", "max_length", "do_not_pad", True, False)
 def _read_vocab(path: str) -> dict[str, int]:
     """vocab.txt (one token a line, id = line number from 0) -> {token: id}."""
     require_file(path, "vocabulary file", "a BERT vocab.txt")
-    with open(path, encoding="utf-8") as f:
-        tokens = [line.rstrip("\n").rstrip("\r") for line in f]
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise DataError(f"vocabulary file {str(path)!r} is not UTF-8 (byte 0x{data[error.start]:02x} on line "
+                        f"{line}); expected a BERT vocab.txt, one UTF-8 token a line") from None
+    tokens = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")   # as text mode reads lines
+    if tokens and tokens[-1] == "":          # the newline that ends the last line
+        tokens.pop()
     vocab = {token: index for index, token in enumerate(tokens)}
     missing = [token for token in SPECIAL_TOKENS if token not in vocab]
     if missing:
@@ -127,7 +135,7 @@ class BiGSTokenizer:
         """
         if os.path.isfile(path_or_hub_id):
             if path_or_hub_id.endswith(".json"):
-                return cls(Tokenizer.from_file(path_or_hub_id))
+                return cls(_read_tokenizer_file(path_or_hub_id))
             return cls.from_vocab(path_or_hub_id)
 
         def find(filename: str, required: bool) -> str | None:
@@ -144,8 +152,7 @@ class BiGSTokenizer:
         settings = {}
         config_path = find(TOKENIZER_CONFIG_FILE, required=False)
         if config_path is not None:
-            with open(config_path, encoding="utf-8") as f:
-                config = json.load(f)
+            config = read_json_object(config_path, "the tokenizer settings save_pretrained writes", CheckpointError)
             settings = {key: config[key] for key in ("do_lower_case", "model_max_length") if key in config}
             # HF writes a huge sentinel when the length is unbounded; keep ours finite.
             if settings.get("model_max_length", 0) > 1_000_000:
@@ -153,7 +160,7 @@ class BiGSTokenizer:
 
         tokenizer_path = find(TOKENIZER_FILE, required=False)
         if tokenizer_path is not None:
-            return cls(Tokenizer.from_file(tokenizer_path), **settings)
+            return cls(_read_tokenizer_file(tokenizer_path), **settings)
         vocab_path = find(VOCAB_FILE, required=not os.path.isdir(path_or_hub_id))
         if vocab_path is None:
             raise CheckpointError(
@@ -377,10 +384,20 @@ class BiGSTokenizer:
 def load_wordpiece(vocab_file: str | os.PathLike, lowercase: bool = True) -> Tokenizer:
     """BERT's WordPiece tokenizer (no [CLS]/[SEP] added) from a vocab.txt.
 
-    Raises DataError when vocab_file does not exist.
+    Raises DataError when vocab_file is missing, a folder, not UTF-8, or lacks the special
+    tokens.
     """
-    require_file(vocab_file, "vocabulary file", "a BERT vocab.txt")
-    return _bert_pipeline(models.WordPiece.from_file(str(vocab_file), unk_token=UNK), lowercase)
+    vocab = _read_vocab(os.fspath(vocab_file))
+    return _bert_pipeline(models.WordPiece(vocab, unk_token=UNK, max_input_chars_per_word=100), lowercase)
+
+
+def _read_tokenizer_file(path: str) -> Tokenizer:
+    """A tokenizers-library tokenizer.json; CheckpointError naming the file when it cannot be read."""
+    try:
+        return Tokenizer.from_file(path)
+    except Exception as error:           # the tokenizers library raises a bare Exception
+        raise CheckpointError(f"{path} is not a tokenizer file the tokenizers library can read ({error}); "
+                              "expected the tokenizer.json save_pretrained writes") from None
 
 
 def train_wordpiece(

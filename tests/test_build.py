@@ -131,7 +131,12 @@ def test_cli(corpus_slice, vocab_file, tmp_path, capsys):
     assert error.startswith("bigs build-shards: error: ") and "missing.txt" in error and error.count("\n") == 1
     assert build_shards_main(["--input", str(corpus_slice[0]), "--output_dir", str(tmp_path / "out"),
                               "--vocab_file", str(vocab_file), "--masked_lm_prob", "1.5"]) == 2
-    assert "masked_lm_prob=1.5" in capsys.readouterr().err
+    assert "--masked_lm_prob=1.5" in capsys.readouterr().err
+    # checked before a vocabulary is trained (which takes a while on a real corpus)
+    assert build_shards_main(["--input", str(corpus_slice[0]), "--output_dir", str(tmp_path / "out"),
+                              "--train_vocab_size", "100", "--max_seq_length", "0"]) == 2
+    assert "--max_seq_length=0; expected an integer >= 5" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit) as exit_info:
         build_shards_main(["--input", str(corpus_slice[0]), "--output_dir", str(tmp_path), "--bogus"])
     assert exit_info.value.code == 2

@@ -165,6 +165,19 @@ def test_demo_replaces_its_own_run_and_nothing_else(tmp_path, capsys):
         assert sorted(p for p in folder.rglob("*")) == before
 
 
+def test_a_refused_demo_writes_nothing_and_its_own_data_never_blocks_it(tmp_path, capsys):
+    """From a new-user trial: `bigs demo --num_train_epochs 0` was refused after writing the
+    task's data, and the next demo then refused that data as the user's (its CSV lines end in
+    CRLF, and the check compared decoded text)."""
+    from bigs.data.demo_task import write_demo_files
+
+    out = tmp_path / "d"
+    assert demo.main(["--output_dir", str(out), "--num_train_epochs", "0"]) == 2
+    assert "--num_train_epochs=0.0" in capsys.readouterr().err and not out.exists()
+    write_demo_files(str(out / "data"))            # what a demo stopped after writing its data leaves
+    assert demo.main(["--output_dir", str(out), "--max_steps", "1", "--disable_tqdm"]) == 0
+
+
 def test_predict_into_a_closed_pipe_ends_quietly(tmp_path):
     import subprocess
     import sys
@@ -287,6 +300,9 @@ def test_embed_refuses_bad_outputs(tmp_path, capsys):
     assert main.main(["embed", "--model_name_or_path", str(model), "--input", str(lines),
                       "--output", str(tmp_path / "v.npy"), "--disable_progress_bar"]) == 0
     assert "1 of 3 texts are longer than 16 tokens and were truncated" in capsys.readouterr().err
+    assert main.main(["embed", "--model_name_or_path", str(model), "--input", str(lines),
+                      "--output", str(tmp_path / "w.npy"), "--batch_size", "-1"]) == 2
+    assert "--batch_size=-1; expected a positive integer" in capsys.readouterr().err
 
 
 def test_outputs_are_checked_before_any_work_and_stdin_is_decoded_like_files(tmp_path, capsys, monkeypatch):
@@ -436,3 +452,53 @@ def test_a_missing_dependency_is_one_line_naming_the_package(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "bigs predict: error: the Python package 'jax' is missing; install bigs with its dependencies: "
         "pip install -e . (PyTorch parts: pip install -e \".[torch]\", plots: \".[plot]\")"]
+
+
+def test_damaged_files_in_a_model_or_run_folder_are_one_line(tmp_path, capsys):
+    """From a new-user trial: a corrupt tokenizer.json gave the tokenizers library's traceback
+    in predict, embed and glue, and a corrupt config.json one in export-onnx. Every command
+    that reads such a folder now names the file, exit 2."""
+    import shutil
+
+    model = _tiny_classifier(tmp_path)
+    lines = tmp_path / "lines.txt"
+    lines.write_text("hello\n")
+    train = tmp_path / "train.csv"
+    train.write_text("sentence,label\nhello,0\nworld,1\n")
+    bad_tokenizer = tmp_path / "bad_tokenizer"
+    shutil.copytree(model, bad_tokenizer)
+    (bad_tokenizer / "tokenizer.json").write_text("{not json")
+    for argv in (["predict", "--model_name_or_path", str(bad_tokenizer), "hello"],
+                 ["embed", "--model_name_or_path", str(bad_tokenizer), "--input", str(lines),
+                  "--output", str(tmp_path / "v.npy")],
+                 ["glue", "--model_name_or_path", str(bad_tokenizer), "--train_file", str(train),
+                  "--output_dir", str(tmp_path / "run"), "--max_steps", "1", "--max_seq_length", "16"]):
+        assert main.main(argv) == 2, argv[0]
+        err = capsys.readouterr().err
+        assert "tokenizer.json is not a tokenizer file the tokenizers library can read" in err, argv[0]
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "v.npy").exists() and not (tmp_path / "run").exists()
+
+    bad_config = tmp_path / "bad_config"
+    shutil.copytree(model, bad_config)
+    (bad_config / "config.json").write_bytes(b"\xff{not json")
+    pytest.importorskip("onnxscript")
+    assert main.main(["export-onnx", "--model_name_or_path", str(bad_config), "--output",
+                      str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "config.json' is not valid JSON" in err and "Traceback" not in err
+
+
+def test_plot_names_a_damaged_settings_or_results_file(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"kind": "train", "step": 1, "loss": 2.0}\n')
+    (run / "run_settings.json").write_text("{torn")
+    assert main.main(["plot", "curves", str(run), "--output", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert "run_settings.json' is not valid JSON" in err and "Traceback" not in err
+    (run / "run_settings.json").write_text('{"command": "glue"}')
+    (run / "eval_results.json").write_text('["metric"]')
+    assert main.main(["plot", "curves", str(run), "--output", str(tmp_path / "c.png")]) == 2
+    assert "eval_results.json' holds a JSON list, not an object" in capsys.readouterr().err

@@ -80,6 +80,12 @@ def test_config_file_that_is_not_json(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
         BiGSConfig.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_bytes(b'{"hidden_size": "\xe9"}')      # Windows-1252, not UTF-8
+    with pytest.raises(ConfigError, match="config.json' is not valid JSON.*utf-8.*expected a BiGS config.json"):
+        BiGSConfig.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("[1]")
+    with pytest.raises(ConfigError, match="holds a JSON list, not an object"):
+        BiGSConfig.from_pretrained(tmp_path)
 
 
 # ------------------------------------------------------------------ calling models

@@ -160,6 +160,34 @@ def test_missing_files(tmp_path):
         BiGSTokenizer.from_vocab(str(tmp_path / "vocab.txt"))
 
 
+def test_damaged_tokenizer_files_are_named_in_one_line(tmp_path, vocab_file):
+    """From a new-user trial: a Windows-1252 vocab.txt, a corrupt tokenizer.json or
+    tokenizer_config.json gave the tokenizers library's or json's traceback."""
+    from bigs.tokenizer import load_wordpiece
+
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(vocab_file.read_bytes() + "caf\xe9\n".encode("cp1252"))
+    lines = len(vocab_file.read_text().splitlines()) + 1
+    for read in (BiGSTokenizer.from_vocab, load_wordpiece, BiGSTokenizer.from_pretrained):
+        with pytest.raises(DataError, match=rf"latin.txt' is not UTF-8 \(byte 0xe9 on line {lines}\)"):
+            read(str(latin))
+    assert load_wordpiece(str(vocab_file)).get_vocab() == BiGSTokenizer.from_vocab(str(vocab_file)).backend.get_vocab()
+    folder = tmp_path / "model"
+    BiGSTokenizer.from_vocab(str(vocab_file)).save_pretrained(folder)
+    (folder / "tokenizer.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"tokenizer.json is not a tokenizer file the tokenizers library can read"):
+        BiGSTokenizer.from_pretrained(str(folder))
+    with pytest.raises(CheckpointError, match=r"tokenizer.json is not a tokenizer file"):
+        BiGSTokenizer.from_pretrained(str(folder / "tokenizer.json"))
+    (folder / "tokenizer.json").unlink()
+    (folder / "tokenizer_config.json").write_text("[1, 2")
+    with pytest.raises(CheckpointError, match=r"tokenizer_config.json is not valid JSON"):
+        BiGSTokenizer.from_pretrained(str(folder))
+    (folder / "tokenizer_config.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match=r"tokenizer_config.json holds a JSON list, not an object"):
+        BiGSTokenizer.from_pretrained(str(folder))
+
+
 def test_return_tensors_as_in_transformers(vocab_file):
     import jax
     import pytest

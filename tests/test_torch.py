@@ -624,6 +624,13 @@ def test_convert_keeps_a_folder_consistent_and_checks_the_config(tmp_path, golde
         (folder / "config.json").write_text(text)
         assert main(["convert", str(folder), str(tmp_path / f"{name}_out")]) == 2
         assert not (tmp_path / f"{name}_out").exists()
+    # a damaged tokenizer file is refused too, not copied into a folder that cannot be loaded
+    for name, text in (("tokenizer.json", "{not json"), ("vocab.txt", "hello\n"), ("tokenizer_config.json", "[")):
+        folder = tmp_path / f"bad_{name}"
+        shutil.copytree(cls, folder)
+        (folder / name).write_text(text)
+        assert main(["convert", str(folder), str(tmp_path / f"bad_{name}_out")]) == 2
+        assert not (tmp_path / f"bad_{name}_out").exists()
 
 
 def test_auto_classes_check_keyword_overrides_at_load(golden_dir):

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..data.build import build_shards, check_output_dir
+from ..data.build import build_shards, check_build_arguments, check_output_dir
 from ..errors import BiGSError
 from ..tokenizer import train_wordpiece
 from .common import HelpFormatter, add_overwrite_flag, interrupted, setup_logging
@@ -61,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     inputs = [item for group in args.input for item in group]
     try:
+        check_build_arguments(args.max_seq_length, args.masked_lm_prob, args.max_predictions_per_seq,
+                              args.short_seq_prob, args.dupe_factor, args.heldout_fraction, args.examples_per_shard,
+                              prefix="--")      # before a vocabulary is trained
         with tempfile.TemporaryDirectory(prefix="bigs_vocab_") as scratch:
             if args.train_vocab_size is not None:
                 check_output_dir(Path(args.output_dir), args.overwrite)  # fail before training, not after

@@ -60,10 +60,17 @@ def main(argv: list[str] | None = None) -> int:
                   per_device_eval_batch_size=128, num_train_epochs=args.num_train_epochs,
                   max_steps=args.max_steps, logging_steps=20, seed=args.seed, disable_tqdm=args.disable_tqdm)
     if args.task == "order":
-        files = write_demo_files(os.path.join(args.output_dir, "data"), seed=args.seed)
+        data = os.path.join(args.output_dir, "data")
+        files = {name: os.path.join(data, f"{name}.csv") for name in ("train", "validation", "test")}
         config = FinetuneConfig(train_file=files["train"], validation_file=files["validation"],
-                                test_file=files["test"], tokenizer_name=files["vocab"], max_seq_length=32,
-                                model_overrides={**DEMO_MODEL, "max_position_embeddings": 32}, **common)
+                                test_file=files["test"], tokenizer_name=os.path.join(data, "vocab.txt"),
+                                max_seq_length=32, model_overrides={**DEMO_MODEL, "max_position_embeddings": 32},
+                                **common)
+        try:
+            config.validate()               # bad flags are refused before the data is written
+        except BiGSError as error:
+            return report("bigs demo", error)
+        write_demo_files(data, seed=args.seed)
         example = "sun open owl red fox close tree"
     else:
         if not args.data_dir or not args.tokenizer_name:
@@ -102,7 +109,7 @@ def _check_output_dir(output_dir: str, overwrite: bool, seed: int) -> None:
         return
     data, expected = folder.path / "data", demo_files(seed=seed)
     ours = data.is_dir() and all(path.name in expected and path.is_file()
-                                 and path.read_text(encoding="utf-8", errors="replace") == expected[path.name]
+                                 and path.read_bytes() == expected[path.name].encode("utf-8")
                                  for path in data.iterdir())
     theirs = [name for name in folder.present((*RUN_STATE, *MODEL_FILES, "predict_results.tsv", "data"))
               if not (name == "data" and ours)]

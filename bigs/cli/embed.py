@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bigs embed", allow_abbrev=False, formatter_class=HelpFormatter,
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--model_name_or_path", required=True, help="checkpoint folder or hub id (with a tokenizer)")
-    parser.add_argument("--input", required=True, help="text file, one text a line (UTF-8); - reads stdin")
+    parser.add_argument("--input", required=True, help="text file, one text a line (UTF-8; other text is read as Windows-1252 with a "
+                             "warning); - reads stdin")
     parser.add_argument("--output", required=True, help="OUT.npy ([lines, hidden] float32) or OUT.jsonl")
     parser.add_argument("--max_seq_length", type=int, help="tokens a line keeps (default: max_position_embeddings)")
     parser.add_argument("--batch_size", type=int, default=32, help="lines per batch")
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.output.endswith(FORMATS):
             raise ConfigError(f"--output {args.output!r} must end in .npy or .jsonl")
         check_output_file(args.output, "--output", args.overwrite, inputs=(args.input,))
+        if args.batch_size < 1:
+            raise ConfigError(f"--batch_size={args.batch_size}; expected a positive integer")
         if args.max_seq_length is not None and args.max_seq_length < 3:
             raise ConfigError(f"--max_seq_length={args.max_seq_length}; expected at least 3 "
                               "([CLS], [SEP] and one token)")

@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as error:
             raise ConfigError(f"export-onnx needs the onnx extra ({error.name} is missing): "
                               "pip install 'bigs[onnx]'") from None
-        config = bt.BiGSTransformersConfig.from_dict(_read_config(args.model_name_or_path))
+        from ..config import BiGSConfig
+
+        config = bt.BiGSTransformersConfig.from_dict(BiGSConfig.from_pretrained(args.model_name_or_path).to_dict())
         name = (config.architectures or ["BiGSModel"])[0]
         model_class = bt.MODEL_CLASSES.get(name, bt.BiGSModel)
         model = model_class.from_pretrained(args.model_name_or_path)
@@ -66,12 +68,3 @@ def main(argv: list[str] | None = None) -> int:
           f"outputs {', '.join(outputs)}")
     return 0
 
-
-def _read_config(source: str) -> dict:
-    import json
-
-    from ..config import CONFIG_NAME
-    from ..weights import resolve_file
-
-    with open(resolve_file(source, CONFIG_NAME), encoding="utf-8") as f:
-        return json.load(f)

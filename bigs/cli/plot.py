@@ -104,16 +104,16 @@ def _run(args: argparse.Namespace, ctrl_c: list) -> int:
 def _defaults(args: argparse.Namespace) -> tuple[int, int]:
     """(--length, --seed), each defaulting to the checkpoint's: its max_position_embeddings, and
     the seed in run_settings.json beside it (the run that trained it), else 0."""
-    import json
     import os
 
     from ..config import BiGSConfig
+    from ..files import read_json_object
 
     length = args.length or BiGSConfig.from_pretrained(args.model).max_position_embeddings
     seed = args.seed
     settings = os.path.join(args.model, "run_settings.json")
     if seed is None and os.path.isfile(settings):
-        seed = json.loads(open(settings, encoding="utf-8").read()).get("seed")
+        seed = read_json_object(settings, "the settings a run writes").get("seed")
     return length, 0 if seed is None else int(seed)
 
 

@@ -86,7 +86,7 @@ def build_shards(
     Warns:
       UnicodeWarning: once for each input file that is not UTF-8 (bigs.data.text.read_text).
     """
-    _check_build_arguments(max_seq_length, masked_lm_prob, max_predictions_per_seq, short_seq_prob,
+    check_build_arguments(max_seq_length, masked_lm_prob, max_predictions_per_seq, short_seq_prob,
                            dupe_factor, heldout_fraction, examples_per_shard)
     source = tokenizer_source or (str(tokenizer) if isinstance(tokenizer, (str, os.PathLike))
                                   else type(tokenizer).__name__)
@@ -162,8 +162,9 @@ def build_shards(
     return info
 
 
-def _check_build_arguments(max_seq_length, masked_lm_prob, max_predictions_per_seq, short_seq_prob,
-                           dupe_factor, heldout_fraction, examples_per_shard) -> None:
+def check_build_arguments(max_seq_length, masked_lm_prob, max_predictions_per_seq, short_seq_prob,
+                          dupe_factor, heldout_fraction, examples_per_shard, prefix: str = "") -> None:
+    """ConfigError naming the first impossible value (as `prefix` + its name: "--" for flags)."""
     checks = [
         ("max_seq_length", max_seq_length, max_seq_length >= 5, "an integer >= 5 ([CLS] A [SEP] B [SEP])"),
         ("masked_lm_prob", masked_lm_prob, 0 < masked_lm_prob < 1, "a probability in (0, 1)"),
@@ -176,7 +177,7 @@ def _check_build_arguments(max_seq_length, masked_lm_prob, max_predictions_per_s
     ]
     for name, value, ok, expected in checks:
         if not ok:
-            raise ConfigError(f"{name}={value}; expected {expected}")
+            raise ConfigError(f"{prefix}{name}={value}; expected {expected}")
 
 
 def _as_backend(tokenizer) -> tokenizers.Tokenizer:

@@ -181,11 +181,20 @@ class RunFolder:
 
 
 def read_metrics(output_dir: str | os.PathLike, kind: str = "train") -> list[dict]:
-    """The records of output_dir/metrics.jsonl of one kind ("train" or "eval"); [] before any."""
+    """The records of output_dir/metrics.jsonl of one kind ("train" or "eval"); [] before any.
+    A line a crash tore is left out."""
     path = Path(output_dir) / METRICS
     if not path.exists():
         return []
-    return [r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if r.get("kind") == kind]
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("kind") == kind:
+            records.append(record)
+    return records
 
 
 def extended(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
