@@ -396,7 +396,7 @@ def _read_tokenizer_file(path: str) -> Tokenizer:
     try:
         return Tokenizer.from_file(path)
     except Exception as error:           # the tokenizers library raises a bare Exception
-        raise CheckpointError(f"{path} is not a tokenizer file the tokenizers library can read ({error}); "
+        raise CheckpointError(f"{path!r} is not a tokenizer file the tokenizers library can read ({error}); "
                               "expected the tokenizer.json save_pretrained writes") from None
 
 

@@ -475,7 +475,7 @@ def test_damaged_files_in_a_model_or_run_folder_are_one_line(tmp_path, capsys):
                   "--output_dir", str(tmp_path / "run"), "--max_steps", "1", "--max_seq_length", "16"]):
         assert main.main(argv) == 2, argv[0]
         err = capsys.readouterr().err
-        assert "tokenizer.json is not a tokenizer file the tokenizers library can read" in err, argv[0]
+        assert "tokenizer.json' is not a tokenizer file the tokenizers library can read" in err, argv[0]
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "v.npy").exists() and not (tmp_path / "run").exists()
 

@@ -356,7 +356,7 @@ def test_evaluating_a_finished_run_keeps_its_model_and_training_record(demo_file
     pretraining.mkdir()
     (pretraining / "run_settings.json").write_text(json.dumps({"command": "pretrain"}))
     assert glue.main(_argv(demo_files, pretraining, "--resume", "--do_eval")) == 2
-    assert "holds a `bigs pretrain` run, which has no classifier" in capsys.readouterr().err
+    assert "holds a `bigs pretrain` run, not a fine-tuning run" in capsys.readouterr().err
     early = tmp_path / "early"
     early.mkdir()
     (early / "run_settings.json").write_text(json.dumps({"command": "glue"}))

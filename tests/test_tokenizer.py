@@ -175,16 +175,16 @@ def test_damaged_tokenizer_files_are_named_in_one_line(tmp_path, vocab_file):
     folder = tmp_path / "model"
     BiGSTokenizer.from_vocab(str(vocab_file)).save_pretrained(folder)
     (folder / "tokenizer.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match=r"tokenizer.json is not a tokenizer file the tokenizers library can read"):
+    with pytest.raises(CheckpointError, match=r"tokenizer.json' is not a tokenizer file the tokenizers library can read"):
         BiGSTokenizer.from_pretrained(str(folder))
-    with pytest.raises(CheckpointError, match=r"tokenizer.json is not a tokenizer file"):
+    with pytest.raises(CheckpointError, match=r"tokenizer.json' is not a tokenizer file"):
         BiGSTokenizer.from_pretrained(str(folder / "tokenizer.json"))
     (folder / "tokenizer.json").unlink()
     (folder / "tokenizer_config.json").write_text("[1, 2")
-    with pytest.raises(CheckpointError, match=r"tokenizer_config.json is not valid JSON"):
+    with pytest.raises(CheckpointError, match=r"tokenizer_config.json' is not valid JSON"):
         BiGSTokenizer.from_pretrained(str(folder))
     (folder / "tokenizer_config.json").write_text("[1, 2]")
-    with pytest.raises(CheckpointError, match=r"tokenizer_config.json holds a JSON list, not an object"):
+    with pytest.raises(CheckpointError, match=r"tokenizer_config.json' holds a JSON list, not an object"):
         BiGSTokenizer.from_pretrained(str(folder))
 
 

@@ -59,6 +59,8 @@ from .output_dir import MODEL_FILES, RUN_MARKERS, RunFolder
 logger = logging.getLogger("bigs")
 
 RESULTS = "eval_results.json"
+# The commands whose runs this module trains (run_settings.json's "command").
+FINETUNING_COMMANDS = ("glue", "demo")
 
 
 # ------------------------------------------------------------------------------- data
@@ -408,9 +410,9 @@ def with_the_runs_model(config: FinetuneConfig, command: str = "glue") -> Finetu
         return config
     saved = folder.saved_settings() or {}
     where = repr(config.output_dir)
-    if saved.get("command") not in (None, command):
-        raise ConfigError(f"output_dir {where} holds a `bigs {saved['command']}` run, which has no classifier to "
-                          "evaluate; choose the folder of a fine-tuning run")
+    if saved.get("command") not in (None, command, *FINETUNING_COMMANDS):
+        raise ConfigError(f"output_dir {where} holds a `bigs {saved['command']}` run, not a fine-tuning run with a "
+                          "classifier to evaluate; choose the folder of a `bigs glue` or `bigs demo` run")
     if not folder.present(("config.json",)) or not folder.present(("flax_model.msgpack", "model.safetensors")):
         raise ConfigError(f"output_dir {where} holds a run that has saved no model yet (it saves one at each "
                           "evaluation); continue its training first: the same command without --do_eval/--do_predict")
