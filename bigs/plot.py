@@ -81,6 +81,9 @@ class Run:
             return "held-out MLM loss", [self._number(r, r.get("loss"), "loss") for r in self.eval]
         split = next(k for k, v in first.items() if isinstance(v, dict))
         metric = self.metric or next(iter(first[split]))
+        if metric not in first[split]:
+            raise DataError(f"run {self.name!r}: eval_results.json names the metric {metric!r}, which its "
+                            f"evaluations in metrics.jsonl do not hold ({', '.join(map(str, first[split]))})")
         return f"{split} {metric}", [self._number(r, (r.get(split) or {}).get(metric), f"{split} {metric}")
                                      for r in self.eval]
 

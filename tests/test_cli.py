@@ -502,3 +502,23 @@ def test_plot_names_a_damaged_settings_or_results_file(tmp_path, capsys):
     (run / "eval_results.json").write_text('["metric"]')
     assert main.main(["plot", "curves", str(run), "--output", str(tmp_path / "c.png")]) == 2
     assert "eval_results.json' holds a JSON list, not an object" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["demo", "glue", "predict", "pretrain", "build-shards", "convert", "embed",
+                                     "export-onnx", "plot"])
+def test_a_bad_flag_or_value_is_one_line(command, capsys):
+    """From a new-user trial: `bigs demo --seed abc` printed argparse's whole usage block."""
+    from bigs.cli.main import COMMANDS
+
+    assert command in COMMANDS
+    for argv in ([command, "--no_such_flag"], [command, "--seed", "abc"] if command in ("demo", "glue") else None):
+        if argv is None:
+            continue
+        try:
+            status = main.main(argv)
+        except SystemExit as stop:            # argparse exits; some commands turn that into a status
+            status = stop.code
+        assert status == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and f"bigs {command}" in err and "error:" in err, err
+        assert "--help` lists the flags" in err

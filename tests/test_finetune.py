@@ -352,6 +352,27 @@ def test_evaluating_a_finished_run_keeps_its_model_and_training_record(demo_file
     assert "is not the model the run in" in capsys.readouterr().err
     assert glue.main(_argv(demo_files, out, *RUN, "--resume", "--do_eval", "--model_name_or_path", str(out))) == 0
 
+    # From the second trial: another task would have been scored and its record dropped;
+    # --overwrite_output_dir without training replaced the trained model with a new one; a
+    # finished run without --resume got a hint about tokenizers; a test file alone had no labels.
+    assert glue.main(["--task_name", "rte", "--output_dir", str(out), "--resume", "--do_eval"]) == 2
+    assert "fine-tuned on custom, not rte" in capsys.readouterr().err
+    assert glue.main(_argv(demo_files, out, *RUN, "--overwrite_output_dir", "--do_eval")) == 2
+    assert "holds a saved model (flax_model.msgpack, model.safetensors)" in capsys.readouterr().err
+    assert glue.main(["--train_file", demo_files["train"], "--validation_file", demo_files["validation"],
+                      "--output_dir", str(out), "--do_eval"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert hashlib.sha256((out / "flax_model.msgpack").read_bytes()).hexdigest() == weights
+    assert glue.main(["--test_file", demo_files["test"], "--output_dir", str(out), "--resume", "--do_predict"]) == 0
+    predicted = (out / "predict_results.tsv").read_text().splitlines()
+    assert len(predicted) == 21 and {line.split("\t")[1] for line in predicted[1:]} <= {"in_order", "reversed"}
+    assert json.loads((out / "eval_results.json").read_text())["best_step"] == before["best_step"]
+    elsewhere = tmp_path / "predictions_only"          # no run there: the model's labels, no model written
+    assert glue.main(["--model_name_or_path", str(out), "--test_file", demo_files["test"], "--do_predict",
+                      "--output_dir", str(elsewhere)]) == 0
+    assert (elsewhere / "predict_results.tsv").read_text() == (out / "predict_results.tsv").read_text()
+    assert not (elsewhere / "flax_model.msgpack").exists() and not (elsewhere / "config.json").exists()
+
     pretraining = tmp_path / "pretraining"
     pretraining.mkdir()
     (pretraining / "run_settings.json").write_text(json.dumps({"command": "pretrain"}))

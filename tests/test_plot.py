@@ -56,6 +56,10 @@ def test_fine_tuning_curves_show_the_tasks_metric(tmp_path):
                 "train_seconds": 2.0, "examples": 80}]
     run = plot.read_run(write_run(tmp_path / "mrpc", records, "glue", "combined"))
     assert run.eval_values() == ("validation combined", [0.55, 0.65])
+    odd = plot.read_run(write_run(tmp_path / "odd", records, "glue", 7))      # a damaged eval_results.json
+    with pytest.raises(DataError, match=r"run 'odd': eval_results.json names the metric 7, which its evaluations "
+                                        r"in metrics.jsonl do not hold \(accuracy, f1, combined\)"):
+        odd.eval_values()
     figure = plot.plot_curves([run], x="examples")
     np.testing.assert_array_equal(figure.axes[1].lines[0].get_xdata(), [40, 80])
     np.testing.assert_allclose(figure.axes[1].lines[0].get_ydata(), [0.55, 0.65])

@@ -18,12 +18,12 @@ from pathlib import Path
 from ..data.build import build_shards, check_build_arguments, check_output_dir
 from ..errors import BiGSError
 from ..tokenizer import train_wordpiece
-from .common import HelpFormatter, add_overwrite_flag, interrupted, setup_logging
+from .common import ArgumentParser, HelpFormatter, add_overwrite_flag, interrupted, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `bigs build-shards` (documents every flag; used by --help and the docs tests)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="bigs build-shards", allow_abbrev=False, formatter_class=HelpFormatter,
         description="Build masked-LM pretraining shards (HDF5, the original BiGS layout) from raw text.",
     )

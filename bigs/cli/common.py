@@ -115,6 +115,14 @@ def arguments_from(namespace: argparse.Namespace, cls, **extra: Any):
     return cls(**values, **extra)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """The commands' parser: a bad flag or value is one line, `PROG: error: ...`, naming the
+    flag and what --help lists, exit 2 (argparse's own prints its whole usage block first)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_REFUSED, f"{self.prog}: error: {message} (`{self.prog} --help` lists the flags)\n")
+
+
 class HelpFormatter(argparse.HelpFormatter):
     """--help that shows a flag's default where it has one and its help does not already say."""
 

@@ -12,12 +12,12 @@ import argparse
 import sys
 
 from ..errors import BiGSError
-from .common import HelpFormatter, add_overwrite_flag, interrupted, report, setup_logging
+from .common import ArgumentParser, HelpFormatter, add_overwrite_flag, interrupted, report, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `bigs convert` (documents every flag; used by --help and the docs tests)."""
-    parser = argparse.ArgumentParser(prog="bigs convert", allow_abbrev=False, formatter_class=HelpFormatter,
+    parser = ArgumentParser(prog="bigs convert", allow_abbrev=False, formatter_class=HelpFormatter,
                                      description=__doc__.splitlines()[0])
     parser.add_argument("source", help="checkpoint folder or hub id (config.json + flax_model.msgpack "
                                        "or model.safetensors)")

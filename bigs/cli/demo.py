@@ -13,8 +13,8 @@ import sys
 import time
 
 from ..errors import BiGSError, ConfigError
-from .common import (HelpFormatter, add_hugepages_flag, add_overwrite_flag, add_progress_flag, interrupted, report,
-                     setup_logging)
+from .common import (ArgumentParser, HelpFormatter, add_hugepages_flag, add_overwrite_flag, add_progress_flag,
+                     interrupted, report, setup_logging)
 
 # A BiGS small enough to train on two CPU cores in a minute or two.
 DEMO_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, "num_ssm": 16}
@@ -22,7 +22,7 @@ DEMO_MODEL = {"hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 12
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `bigs demo` (documents every flag; used by --help and the docs tests)."""
-    parser = argparse.ArgumentParser(prog="bigs demo", allow_abbrev=False, description=__doc__.splitlines()[0],
+    parser = ArgumentParser(prog="bigs demo", allow_abbrev=False, description=__doc__.splitlines()[0],
                                      formatter_class=HelpFormatter)
     parser.add_argument("--output_dir", default="bigs_demo",
                         help="where the data, model and results go; an earlier demo there is replaced, anything "

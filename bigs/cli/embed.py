@@ -19,18 +19,20 @@ import sys
 
 from ..errors import BiGSError, ConfigError
 from ..files import check_output_file
-from .common import HelpFormatter, add_overwrite_flag, add_progress_flag, interrupted, report, setup_logging
+from .common import (ArgumentParser, HelpFormatter, add_overwrite_flag, add_progress_flag, interrupted, report,
+                     setup_logging)
 
 FORMATS = (".npy", ".jsonl")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `bigs embed` (documents every flag; used by --help and the docs tests)."""
-    parser = argparse.ArgumentParser(prog="bigs embed", allow_abbrev=False, formatter_class=HelpFormatter,
+    parser = ArgumentParser(prog="bigs embed", allow_abbrev=False, formatter_class=HelpFormatter,
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--model_name_or_path", required=True, help="checkpoint folder or hub id (with a tokenizer)")
-    parser.add_argument("--input", required=True, help="text file, one text a line (UTF-8; other text is read as Windows-1252 with a "
-                             "warning); - reads stdin")
+    parser.add_argument("--input", required=True,
+                        help="text file, one text a line (UTF-8; other text is read as Windows-1252 with a warning); "
+                             "- reads stdin")
     parser.add_argument("--output", required=True, help="OUT.npy ([lines, hidden] float32) or OUT.jsonl")
     parser.add_argument("--max_seq_length", type=int, help="tokens a line keeps (default: max_position_embeddings)")
     parser.add_argument("--batch_size", type=int, default=32, help="lines per batch")

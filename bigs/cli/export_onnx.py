@@ -17,12 +17,12 @@ import warnings
 
 from ..errors import BiGSError, ConfigError
 from ..files import check_output_file
-from .common import HelpFormatter, add_overwrite_flag, interrupted, report, setup_logging
+from .common import ArgumentParser, HelpFormatter, add_overwrite_flag, interrupted, report, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `bigs export-onnx` (documents every flag; used by --help and the docs tests)."""
-    parser = argparse.ArgumentParser(prog="bigs export-onnx", allow_abbrev=False, formatter_class=HelpFormatter,
+    parser = ArgumentParser(prog="bigs export-onnx", allow_abbrev=False, formatter_class=HelpFormatter,
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--model_name_or_path", required=True, help="checkpoint folder or hub id")
     parser.add_argument("--output", required=True, help="the .onnx file to write")

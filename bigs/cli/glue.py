@@ -17,14 +17,14 @@ import sys
 
 from ..errors import BiGSError
 from ..train.arguments import DEFAULT_MAX_SEQ_LENGTH, MODEL_SIZE_KEYS, PAD_MODES, PADDING_ALIASES, FinetuneConfig
-from .common import (HelpFormatter, add_training_flags, arguments_from, interrupted, report, setup_logging,
-                     spellings)
+from .common import (ArgumentParser, HelpFormatter, add_training_flags, arguments_from, interrupted, report,
+                     setup_logging, spellings)
 
 
 def build_parser(prog: str = "bigs glue") -> argparse.ArgumentParser:
     """The argparse parser of `bigs glue` (documents every flag; used by --help and the docs tests)."""
     defaults = FinetuneConfig(output_dir="")
-    parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False,
+    parser = ArgumentParser(prog=prog, allow_abbrev=False,
                                      formatter_class=HelpFormatter,
                                      description="Fine-tune BiGS for sequence classification or regression.")
     model = parser.add_argument_group("model")

@@ -12,14 +12,14 @@ import argparse
 import sys
 
 from ..errors import BiGSError
-from .common import HelpFormatter, add_overwrite_flag, interrupted, report, setup_logging
+from .common import ArgumentParser, HelpFormatter, add_overwrite_flag, interrupted, report, setup_logging
 
 PROG = "bigs plot"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `bigs plot` (documents every flag; used by --help and the docs tests)."""
-    parser = argparse.ArgumentParser(prog=PROG, allow_abbrev=False, formatter_class=HelpFormatter,
+    parser = ArgumentParser(prog=PROG, allow_abbrev=False, formatter_class=HelpFormatter,
                                      description="draw training curves of runs, or the SSM kernels of a checkpoint")
     kinds = parser.add_subparsers(dest="kind", required=True, metavar="{curves,kernels}")
     curves = kinds.add_parser("curves", formatter_class=HelpFormatter, allow_abbrev=False,

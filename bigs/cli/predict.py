@@ -25,12 +25,12 @@ import sys
 import numpy as np
 
 from ..errors import BiGSError
-from .common import HelpFormatter, add_overwrite_flag, setup_logging
+from .common import ArgumentParser, HelpFormatter, add_overwrite_flag, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of `bigs predict` (documents every flag; used by --help and the docs tests)."""
-    parser = argparse.ArgumentParser(prog="bigs predict", allow_abbrev=False, formatter_class=HelpFormatter,
+    parser = ArgumentParser(prog="bigs predict", allow_abbrev=False, formatter_class=HelpFormatter,
                                      description=__doc__.splitlines()[0])
     parser.add_argument("texts", nargs="*", help="texts to classify; a TAB inside a text separates a pair")
     parser.add_argument("--model_name_or_path", required=True, help="fine-tuned checkpoint folder or hub id")

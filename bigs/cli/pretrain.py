@@ -16,8 +16,8 @@ import sys
 
 from ..errors import BiGSError
 from ..train.arguments import PretrainArgs
-from .common import (HelpFormatter, add_training_flags, arguments_from, interrupted, report, setup_logging,
-                     spellings)
+from .common import (ArgumentParser, HelpFormatter, add_training_flags, arguments_from, interrupted, report,
+                     setup_logging, spellings)
 
 # The original pretrain.py's spelling of a shared flag (the others are common.ALIASES).
 ALIASES = {"max_steps": "num_total_train_steps"}
@@ -26,7 +26,7 @@ ALIASES = {"max_steps": "num_total_train_steps"}
 def build_parser(prog: str = "bigs pretrain") -> argparse.ArgumentParser:
     """The argparse parser of `bigs pretrain` (documents every flag; used by --help and the docs tests)."""
     d = PretrainArgs(output_dir="", dataset_path="")
-    parser = argparse.ArgumentParser(prog=prog, allow_abbrev=False,
+    parser = ArgumentParser(prog=prog, allow_abbrev=False,
                                      formatter_class=HelpFormatter,
                                      description="Pretrain BiGS with masked-LM on HDF5 shards (resumable).")
     data = parser.add_argument_group("data")

@@ -76,12 +76,27 @@ def load_data(config: FinetuneConfig) -> tuple[dict[str, Examples], TaskSpec]:
     elif any(user_files):
         data, spec = load_user_files(config.train_file, config.validation_file, config.test_file,
                                      config.text_columns, config.label_column)
+        if not spec.labels and not spec.is_regression:      # a test file alone: the model's labels
+            spec = _labels_of_the_model(config, spec)
     else:
         raise DataError("no data: expected task_name (with data_dir, or online for the hub) or train_file")
     limits = {TRAIN: config.max_train_samples}
     limits.update({split: config.max_eval_samples for split in spec.eval_splits})
     limits.update({split: config.max_predict_samples for split in spec.test_splits})
     return {split: _head(examples, limits.get(split)) for split, examples in data.items()}, spec
+
+
+def _labels_of_the_model(config: FinetuneConfig, spec: TaskSpec) -> TaskSpec:
+    """`spec` (of the user's files, none labelled) with the labels of the classifier it will
+    predict with: --model_name_or_path's id2label, or a regression for one output. DataError
+    when there is no such model to take them from."""
+    if config.model_name_or_path is None:
+        raise DataError("no labelled file to take the labels from; give --train_file or --validation_file, or "
+                        "--model_name_or_path of a fine-tuned classifier (its labels are used)")
+    model = BiGSConfig.from_pretrained(config.model_name_or_path)
+    if model.problem_type == "regression" or model.num_labels == 1:
+        return dataclasses.replace(spec, labels=(), is_regression=True, metric="pearson")
+    return dataclasses.replace(spec, labels=tuple(str(model.id2label[i]) for i in range(model.num_labels)))
 
 
 def _glue_dir(config: FinetuneConfig) -> str | None:
@@ -321,13 +336,14 @@ def run(config: FinetuneConfig, command: str = "glue") -> dict[str, Any]:
     phases_given = config.do_train or config.do_eval or config.do_predict
     do_train, do_eval, do_predict = ((config.do_train, config.do_eval, config.do_predict) if phases_given
                                      else (True, True, True))
-    resumed_model = not do_train and config.resume and not config.overwrite_output_dir
-    if resumed_model:
+    if not do_train and config.resume and not config.overwrite_output_dir:
         config = with_the_runs_model(config, command)
     config = with_max_seq_length(config)   # an unreachable checkpoint fails here, first
     data, spec = load_data(config)
     if do_train and TRAIN not in data:
         raise DataError(f"no training split for {spec.name}; expected a train file")
+    if not do_train:                       # the folder is checked before a model is built for it
+        _check_evaluation_folder(config, spec, do_predict)
     model, tokenizer = load_model(config, spec)
     batching = Batching(config.batching, config.max_seq_length, config.pad_to_multiple_of)
     # only the splits a phase reads: training evaluates as it goes, so it keeps the eval splits
@@ -361,12 +377,8 @@ def run(config: FinetuneConfig, command: str = "glue") -> dict[str, Any]:
         params = summary["best_params"]
         if params is None:  # resumed after the last evaluation: the best model is on disk
             params = FlaxBiGSForSequenceClassification.from_pretrained(config.output_dir).params
-    else:
-        folder = RunFolder(config.output_dir)
-        folder.check(None, resume=config.resume, overwrite=config.overwrite_output_dir, outputs=task.outputs)
-        folder.start(None, resumed_step=None, overwrite=config.overwrite_output_dir)
-        if not resumed_model:          # a run's own model is there already
-            model.save_pretrained(config.output_dir, tokenizer=tokenizer)
+    else:                              # evaluate and predict only: results, never a model
+        RunFolder(config.output_dir).start(None, resumed_step=None, overwrite=config.overwrite_output_dir)
         if do_eval and task.eval_splits:
             results["eval"] = task.evaluate(params)
             _write_results(config.output_dir, results)
@@ -396,14 +408,29 @@ def _write_results(output_dir: str, results: dict[str, Any]) -> None:
     write_json(path, results)
 
 
+def _check_evaluation_folder(config: FinetuneConfig, spec: TaskSpec, do_predict: bool) -> None:
+    """Before a run that only evaluates or predicts: RunFolder.check of output_dir, and a
+    refusal (ConfigError) of --overwrite_output_dir where a saved model lies, which such a run
+    would neither replace nor use (--resume evaluates it)."""
+    folder = RunFolder(config.output_dir)
+    outputs = (RESULTS, *(_prediction_file(spec, split) for split in spec.test_splits if do_predict))
+    folder.check(None, resume=config.resume, overwrite=config.overwrite_output_dir, outputs=outputs)
+    weights = folder.present(("flax_model.msgpack", "model.safetensors"))
+    if config.overwrite_output_dir and weights:
+        raise ConfigError(f"--overwrite_output_dir without --do_train: output_dir {config.output_dir!r} holds a "
+                          f"saved model ({', '.join(weights)}) that evaluating or predicting would not replace; pass "
+                          "--resume (and no --overwrite_output_dir) to use that model, or choose another --output_dir")
+
+
 def with_the_runs_model(config: FinetuneConfig, command: str = "glue") -> FinetuneConfig:
     """`config` to evaluate or predict with the model a fine-tuning run in output_dir saved
     (its best), for --do_eval / --do_predict with --resume and no training: the run's model,
     config and tokenizer, not a new one from the flags. Unchanged when output_dir holds no run
     (RunFolder.check then refuses --resume).
 
-    Raises ConfigError when the folder holds another command's run, no saved model yet, or
-    when --model_name_or_path names a model other than the run's start or the run itself.
+    Raises ConfigError when the folder holds another command's run, a run of another task,
+    no saved model yet, or when --model_name_or_path names a model other than the run's start
+    or the run itself.
     """
     folder = RunFolder(config.output_dir)
     if not folder.present(RUN_MARKERS):
@@ -413,6 +440,11 @@ def with_the_runs_model(config: FinetuneConfig, command: str = "glue") -> Finetu
     if saved.get("command") not in (None, command, *FINETUNING_COMMANDS):
         raise ConfigError(f"output_dir {where} holds a `bigs {saved['command']}` run, not a fine-tuning run with a "
                           "classifier to evaluate; choose the folder of a `bigs glue` or `bigs demo` run")
+    task = get_task(config.task_name).name if config.task_name else "custom"
+    trained_on = (saved.get("data") or {}).get("task")
+    if trained_on not in (None, task):
+        raise ConfigError(f"the run in {where} fine-tuned on {trained_on}, not {task}; evaluate its model on its own "
+                          "task (its --task_name, or files of its labels), or choose another --output_dir")
     if not folder.present(("config.json",)) or not folder.present(("flax_model.msgpack", "model.safetensors")):
         raise ConfigError(f"output_dir {where} holds a run that has saved no model yet (it saves one at each "
                           "evaluation); continue its training first: the same command without --do_eval/--do_predict")
