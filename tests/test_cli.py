@@ -522,3 +522,9 @@ def test_a_bad_flag_or_value_is_one_line(command, capsys):
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and f"bigs {command}" in err and "error:" in err, err
         assert "--help` lists the flags" in err
+
+
+def test_an_unknown_command_is_one_line(capsys):
+    assert main.main(["nosuchcmd"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bigs: error: unknown command 'nosuchcmd'; expected one of demo, glue" in err

@@ -320,7 +320,7 @@ def test_do_eval_alone_prints_its_metrics(demo_files, demo_run, tmp_path, capsys
     default = tmp_path / "eval_default_length"
     assert glue.main([arg for arg in argv if arg not in ("--max_seq_length", "32")][:-3]
                      + ["--output_dir", str(default), "--do_eval"]) == 0
-    assert f"max_seq_length: 64, the max_position_embeddings of {demo_run}" in capsys.readouterr().err
+    assert "max_seq_length: 64, the model's max_position_embeddings" in capsys.readouterr().err
     results = json.loads((default / "eval_results.json").read_text())
     assert results["eval"]["validation"] == pytest.approx(written, abs=1e-6)
 
@@ -372,6 +372,28 @@ def test_evaluating_a_finished_run_keeps_its_model_and_training_record(demo_file
                       "--output_dir", str(elsewhere)]) == 0
     assert (elsewhere / "predict_results.tsv").read_text() == (out / "predict_results.tsv").read_text()
     assert not (elsewhere / "flax_model.msgpack").exists() and not (elsewhere / "config.json").exists()
+
+    # From the third trial: data of other labels re-initialised the head and scored it; a GLUE
+    # run could not predict a test file alone; a link to the run was not the run.
+    regression = tmp_path / "regression.csv"
+    regression.write_text("sentence,score\nred fox,0.25\nsun owl,1.5\n")
+    record = (out / "eval_results.json").read_text()
+    for argv in (["--validation_file", str(regression), "--output_dir", str(out), "--resume", "--do_eval"],
+                 ["--model_name_or_path", str(out), "--validation_file", str(regression), "--do_eval",
+                  "--output_dir", str(tmp_path / "scored")]):
+        assert glue.main(argv) == 2
+        assert (f"the classifier of {out} predicts 2 classes ['in_order', 'reversed'], but the data's labels are a "
+                "regression score") in capsys.readouterr().err
+    assert (out / "eval_results.json").read_text() == record and not (tmp_path / "scored").exists()
+    (tmp_path / "link").symlink_to(out)
+    assert glue.main(_argv(demo_files, out, *RUN, "--resume", "--do_eval", "--model_name_or_path",
+                           str(tmp_path / "link"))) == 0
+    settings = json.loads((out / "run_settings.json").read_text())
+    settings["data"]["task"] = "sst2"                 # as a GLUE run records it
+    (out / "run_settings.json").write_text(json.dumps(settings))
+    (out / "predict_results.tsv").unlink()
+    assert glue.main(["--test_file", demo_files["test"], "--output_dir", str(out), "--resume", "--do_predict"]) == 0
+    assert (out / "predict_results.tsv").read_text() == (elsewhere / "predict_results.tsv").read_text()
 
     pretraining = tmp_path / "pretraining"
     pretraining.mkdir()

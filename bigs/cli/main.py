@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"bigs: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        print(f"bigs: error: unknown command {name!r}; expected one of {', '.join(COMMANDS)} (`bigs --help` says "
+              "what each does)", file=sys.stderr)
         return 2
     try:
         if not as_command:

@@ -180,25 +180,22 @@ def with_max_seq_length(config: FinetuneConfig) -> FinetuneConfig:
     """`config` with max_seq_length set: as given, else DEFAULT_MAX_SEQ_LENGTH (128) cut to
     the starting model's max_position_embeddings (a --max_position_embeddings override, the
     checkpoint's config.json or --config_name's), so a 64-position checkpoint fine-tunes and
-    evaluates without a flag. Says so when it cuts. Reads the checkpoint's config first, so
-    an unreachable checkpoint fails here, by name, before any data is read.
+    evaluates without a flag (`run` says so once the run starts). Reads the checkpoint's
+    config first, so an unreachable checkpoint fails here, by name, before any data is read.
     """
     checkpoint = (BiGSConfig.from_pretrained(config.model_name_or_path)
                   if config.model_name_or_path is not None else None)
     if config.max_seq_length is not None:
         return config
     if "max_position_embeddings" in config.model_overrides:
-        source, positions = "--max_position_embeddings", config.model_overrides["max_position_embeddings"]
+        positions = config.model_overrides["max_position_embeddings"]
     elif checkpoint is not None:
-        source, positions = config.model_name_or_path, checkpoint.max_position_embeddings
+        positions = checkpoint.max_position_embeddings
     elif config.config_name is not None:
-        source, positions = config.config_name, BiGSConfig.from_json_file(config.config_name).max_position_embeddings
+        positions = BiGSConfig.from_json_file(config.config_name).max_position_embeddings
     else:
-        source, positions = None, DEFAULT_MAX_SEQ_LENGTH
-    length = min(DEFAULT_MAX_SEQ_LENGTH, positions)
-    if length < DEFAULT_MAX_SEQ_LENGTH:
-        logger.info(f"max_seq_length: {length}, the max_position_embeddings of {source} (--max_seq_length to change)")
-    return dataclasses.replace(config, max_seq_length=length)
+        positions = DEFAULT_MAX_SEQ_LENGTH
+    return dataclasses.replace(config, max_seq_length=min(DEFAULT_MAX_SEQ_LENGTH, positions))
 
 
 # ------------------------------------------------------------------------------- the task
@@ -336,15 +333,24 @@ def run(config: FinetuneConfig, command: str = "glue") -> dict[str, Any]:
     phases_given = config.do_train or config.do_eval or config.do_predict
     do_train, do_eval, do_predict = ((config.do_train, config.do_eval, config.do_predict) if phases_given
                                      else (True, True, True))
-    if not do_train and config.resume and not config.overwrite_output_dir:
+    runs_model = not do_train and config.resume and not config.overwrite_output_dir
+    if runs_model:
         config = with_the_runs_model(config, command)
+    length_given = config.max_seq_length is not None
     config = with_max_seq_length(config)   # an unreachable checkpoint fails here, first
     data, spec = load_data(config)
     if do_train and TRAIN not in data:
         raise DataError(f"no training split for {spec.name}; expected a train file")
     if not do_train:                       # the folder is checked before a model is built for it
         _check_evaluation_folder(config, spec, do_predict)
+    if not do_train and config.model_name_or_path is not None:
+        check_head_fits(config.model_name_or_path, spec)
     model, tokenizer = load_model(config, spec)
+    if runs_model:
+        logger.info(f"evaluating the model the run in {config.output_dir!r} saved (its best evaluation)")
+    if not length_given and config.max_seq_length < DEFAULT_MAX_SEQ_LENGTH:
+        logger.info(f"max_seq_length: {config.max_seq_length}, the model's max_position_embeddings "
+                    "(--max_seq_length to change)")
     batching = Batching(config.batching, config.max_seq_length, config.pad_to_multiple_of)
     # only the splits a phase reads: training evaluates as it goes, so it keeps the eval splits
     wanted = ({TRAIN} if do_train else set()) | (set(spec.eval_splits) if do_train or do_eval else set()) | (
@@ -408,6 +414,27 @@ def _write_results(output_dir: str, results: dict[str, Any]) -> None:
     write_json(path, results)
 
 
+def check_head_fits(source: str, spec: TaskSpec) -> None:
+    """Before evaluating or predicting without training: ConfigError unless the classifier
+    of checkpoint `source` predicts what `spec`'s labels are (a regression, or as many classes,
+    with the same names unless the checkpoint's are the default LABEL_i). Otherwise loading
+    would put a new, untrained head in its place and score that."""
+    model = BiGSConfig.from_pretrained(source)
+    regression = model.problem_type == "regression" or model.num_labels == 1
+    names = tuple(str(model.id2label[i]) for i in range(model.num_labels))
+    default = names == tuple(f"LABEL_{i}" for i in range(model.num_labels))
+    fits = regression == spec.is_regression and (regression or len(names) == len(spec.labels)) and (
+        regression or default or names == tuple(spec.labels))
+
+    def described(is_regression, labels):
+        return "a regression score" if is_regression else f"{len(labels)} classes {list(labels)}"
+
+    if not fits:
+        raise ConfigError(f"the classifier of {source} predicts {described(regression, names)}, but the data's "
+                          f"labels are {described(spec.is_regression, spec.labels)}; evaluating would score a new, "
+                          "untrained head: give data with the model's labels, or train it (--do_train)")
+
+
 def _check_evaluation_folder(config: FinetuneConfig, spec: TaskSpec, do_predict: bool) -> None:
     """Before a run that only evaluates or predicts: RunFolder.check of output_dir, and a
     refusal (ConfigError) of --overwrite_output_dir where a saved model lies, which such a run
@@ -442,7 +469,8 @@ def with_the_runs_model(config: FinetuneConfig, command: str = "glue") -> Finetu
                           "classifier to evaluate; choose the folder of a `bigs glue` or `bigs demo` run")
     task = get_task(config.task_name).name if config.task_name else "custom"
     trained_on = (saved.get("data") or {}).get("task")
-    if trained_on not in (None, task):
+    test_file_only = not (config.task_name or config.train_file or config.validation_file)   # the model's labels
+    if not test_file_only and trained_on not in (None, task):
         raise ConfigError(f"the run in {where} fine-tuned on {trained_on}, not {task}; evaluate its model on its own "
                           "task (its --task_name, or files of its labels), or choose another --output_dir")
     if not folder.present(("config.json",)) or not folder.present(("flax_model.msgpack", "model.safetensors")):
@@ -451,12 +479,12 @@ def with_the_runs_model(config: FinetuneConfig, command: str = "glue") -> Finetu
     given = config.model_name_or_path
     if given is not None:
         start = saved.get("model_name_or_path")
-        same = os.path.abspath(given) if os.path.isdir(given) else given
-        if same not in (os.path.abspath(config.output_dir), start):
+        same = os.path.realpath(given) if os.path.isdir(given) else given
+        accepted = {os.path.realpath(config.output_dir), start, os.path.realpath(start) if start else None}
+        if same not in accepted:
             raise ConfigError(f"--model_name_or_path {given!r} is not the model the run in {where} started from "
                               f"({start or 'random initialisation'}); leave it out to evaluate the run's model, or "
                               "choose another --output_dir")
-    logger.info(f"evaluating the model the run in {where} saved (its best evaluation)")
     return dataclasses.replace(config, model_name_or_path=config.output_dir, config_name=None, tokenizer_name=None,
                                model_overrides={})
 
