@@ -158,7 +158,8 @@ def load_model(config: FinetuneConfig, spec: TaskSpec) -> tuple[FlaxBiGSForSeque
         raise DataError(f"--tokenizer_name {config.tokenizer_name!r} does not exist; expected a tokenizer folder "
                         "or a vocab.txt")
     tokenizer = BiGSTokenizer.from_pretrained(tokenizer_source)
-    config = with_max_seq_length(config)
+    if config.max_seq_length is None:       # `run` has set it already; direct callers may not have
+        config = with_max_seq_length(config)
     if config.model_name_or_path is not None:
         model = FlaxBiGSForSequenceClassification.from_pretrained(
             config.model_name_or_path, dtype=dtype, seed=config.seed, **overrides, **config.model_overrides)
